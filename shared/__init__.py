@@ -1,0 +1,1 @@
+"""The platform's own library: settings, events, bus, outbox, idempotent consumers, Mongo, errors, logs."""
