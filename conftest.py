@@ -52,3 +52,20 @@ async def mongo(infra):
 @pytest.fixture
 def topic_prefix(unique) -> str:
     return f"t{unique}."
+
+
+@pytest.fixture(scope="session")
+def stack(infra, tmp_path_factory):
+    """The whole platform as `./dev up` runs it (services, gateway, VNPay emulator as real processes),
+    on free ports, over the session's broker and database, seeded with the demo data."""
+    from deploy.stack import Stack, StackConfig
+
+    config = StackConfig.on_free_ports(tmp_path_factory.mktemp("stack"), external_kafka=infra.kafka_bootstrap,
+                                       external_mongodb=infra.mongodb_uri, topic_prefix=f"s{uuid.uuid4().hex[:6]}.",
+                                       app_env="test")
+    running = Stack(config)
+    running.start(seed=True)
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Annotated
 
 import structlog
@@ -18,7 +19,9 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.auth import TokenVerifier
 from shared.bus import ConsumerRunner, Producer, RetryPolicy, ensure_topics
+from shared.clock import utcnow
 from shared.consumers import PROCESSED, EventHandlers
 from shared.errors import install_error_handlers
 from shared.logging import RequestIdMiddleware, configure_logging
@@ -82,6 +85,10 @@ class Runtime:
         await _retry("kafka", lambda: ensure_topics(self.settings.kafka_bootstrap_servers, topics,
                                                     self.settings.kafka_topic_partitions))
         await _retry("kafka", self.producer.start)
+        if self.settings.outbox_replay_on_start_seconds:
+            since = utcnow() - timedelta(seconds=self.settings.outbox_replay_on_start_seconds)
+            replayed = await self.outbox.requeue_since(since)
+            log.info("outbox_replayed", events=replayed)
         await self.relay.start()
         if handlers and consumed:
             self.consumer = ConsumerRunner(
@@ -181,6 +188,7 @@ def create_service_app(definition: ServiceDefinition, settings: ServiceSettings)
     app = FastAPI(title=definition.title, description=definition.description, version=definition.version,
                   lifespan=lifespan, openapi_tags=definition.openapi_tags or None)
     app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings.auth_public_key_pem.get_secret_value())
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health_router())

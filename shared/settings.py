@@ -58,6 +58,9 @@ class ServiceSettings(CommonSettings):
     # and test by the launcher; production must set it.
     auth_public_key_pem: SecretStr = SecretStr("")
     outbox_poll_seconds: float = Field(default=0.2, gt=0)
+    # On start, re-publish events sent within this window: refills a memory-only broker that
+    # restarted empty (the local Tansu). Consumers are idempotent, so this is harmless; 0 = off.
+    outbox_replay_on_start_seconds: float = Field(default=0, ge=0)
     consumer_max_attempts: int = Field(default=5, ge=1)
     consumer_backoff_seconds: float = Field(default=0.2, ge=0)
 

@@ -1,0 +1,1 @@
+"""The tourism service: Attraction listings, dated availability, hold → pay → confirm bookings, e-tickets, gate check-in."""
