@@ -240,7 +240,8 @@ def up(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="./dev up", description="Start the whole local platform.")
     parser.add_argument("--no-seed", action="store_true", help="do not seed the demo data")
     args = parser.parse_args(argv)
-    run_dir = ROOT / ".run"
+    # QT_RUN_DIR lets a test run a second, isolated `./dev up` beside a developer's own.
+    run_dir = Path(os.environ.get("QT_RUN_DIR") or ROOT / ".run")
     try:
         lock = _lock(run_dir)
     except AlreadyRunning as exc:
