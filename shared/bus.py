@@ -106,7 +106,8 @@ class ConsumerRunner:
     """Runs one consumer group over some topics, calling `handle` for every record."""
 
     def __init__(self, *, bootstrap: str, group_id: str, topics: list[str], handle: RecordHandler,
-                 producer: Producer, retry: RetryPolicy = RetryPolicy(), max_records: int = 200):
+                 producer: Producer, retry: RetryPolicy = RetryPolicy(), max_records: int = 200,
+                 session_timeout_ms: int = 6000):
         self.group_id = group_id
         self.topics = topics
         self._handle = handle
@@ -115,7 +116,10 @@ class ConsumerRunner:
         self._max_records = max_records
         self._consumer = AIOKafkaConsumer(
             *topics, bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=10000, heartbeat_interval_ms=1000,
+            # 6 s is Apache Kafka's smallest allowed session; Tansu makes a joining member wait about
+            # half of it, so a short session also makes start-up and failover quick.
+            auto_offset_reset="earliest", session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=min(1000, session_timeout_ms // 3),
             max_poll_interval_ms=300000, metadata_max_age_ms=5000,
         )
         self._stopping = asyncio.Event()
