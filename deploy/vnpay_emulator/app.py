@@ -1,4 +1,4 @@
-"""FastAPI app of the VNPay sandbox emulator: VNPay's URLs, the bank's VietQR side, and a control API for tests."""
+"""FastAPI app of the VNPay sandbox emulator: VNPay's URLs, the bank's VietQR side, a control API."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from .bank import Bank, ScanError
-from .emulator import PAGE_ERRORS, Emulator, Payment, PaymentError
+from .emulator import PAGE_ERRORS, Delivery, Emulator, Payment, PaymentError
 from .merchant_api import MerchantApi
 from .pages import error_page, pay_page
 from .settings import EmulatorSettings
@@ -30,7 +30,9 @@ class PayRequest(BaseModel):
     payment_url: str = Field(min_length=1, description="The full signed payment URL the merchant built.")
     outcome: Literal["approve", "decline"] = "approve"
     ipn_deliveries: int = Field(default=1, ge=0, le=10, description="0 = no IPN, 2 = the IPN arrives twice.")
-    ipn_delay_seconds: float = Field(default=0.0, ge=0, le=3600, description="> 0: deliver late, in the background.")
+    ipn_delay_seconds: float = Field(
+        default=0.0, ge=0, le=3600, description="> 0: deliver late, in the background."
+    )
     bank_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{2,20}$")
     card_type: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{2,20}$")
 
@@ -68,7 +70,7 @@ def _payment_or_404(emulator: Emulator, txn_ref: str, tmn_code: str | None) -> P
     return payment
 
 
-def _ipn_json(emulator: Emulator, payment: Payment, deliveries) -> dict[str, Any]:
+def _ipn_json(emulator: Emulator, deliveries: list[Delivery]) -> dict[str, Any]:
     return {
         "url": emulator.terminal.ipn_url,
         "deliveries": [record.to_json() for record in deliveries],
@@ -111,8 +113,9 @@ async def confirm_payment(
         return HTMLResponse(error_page(exc.code, exc.message, exc.detail), status_code=exc.status)
     records, _ = emulator.schedule_ipn(payment, 1, 0.0)
     # Like VNPay, the IPN usually lands before the customer is back; retries go on in the background.
+    wait = emulator.settings.vnpay_emulator_http_timeout_seconds + 1
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(records[0].first_attempt.wait(), emulator.settings.vnpay_emulator_http_timeout_seconds + 1)
+        await asyncio.wait_for(records[0].first_attempt.wait(), wait)
     return RedirectResponse(emulator.return_url(payment), status_code=303)
 
 
@@ -151,7 +154,7 @@ async def pay(request: Request, body: PayRequest) -> JSONResponse:
     return_url = emulator.return_url(payment)
     return JSONResponse({
         "transaction": payment.to_json(),
-        "ipn": _ipn_json(emulator, payment, records),
+        "ipn": _ipn_json(emulator, records),
         "return_url": return_url,
         "return_query": dict(parse_qsl(urlsplit(return_url).query)),
     })
@@ -180,7 +183,7 @@ async def wait_ipn(
     payment = _payment_or_404(emulator, txn_ref, tmn_code)
     if wait_seconds > 0:
         await emulator.wait_for_ipn(payment, wait_seconds)
-    return _ipn_json(emulator, payment, payment.deliveries)
+    return _ipn_json(emulator, payment.deliveries)
 
 
 @control.post("/transactions/{txn_ref}/ipn")
@@ -192,12 +195,12 @@ async def resend_ipn(
     emulator = _emulator(request)
     payment = _payment_or_404(emulator, txn_ref, tmn_code)
     if payment.status == "pending":
-        error = PaymentError("03", "giao dịch chưa hoàn tất / the transaction is still pending", "txn_ref", status=409)
+        error = PaymentError("03", "giao dịch chưa hoàn tất / still pending", "txn_ref", status=409)
         return JSONResponse(error.to_json(), status_code=409)
     records, task = emulator.schedule_ipn(payment, body.deliveries, body.delay_seconds)
     if task is not None and body.delay_seconds == 0:
         await asyncio.shield(task)
-    return JSONResponse(_ipn_json(emulator, payment, records))
+    return JSONResponse(_ipn_json(emulator, records))
 
 
 @control.post("/vietqr/scan")

@@ -1,4 +1,4 @@
-"""The bank side of VietQR: a customer scans a NAPAS QR and pays; the bank sends the merchant a signed notification."""
+"""The bank side of VietQR: a customer scans a NAPAS QR and pays; the bank notifies the merchant, signed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from .emulator import BODY_KEEP_CHARS, VN_TZ, Delivery, Emulator, utc_iso
-from .emvco import parse_vietqr
+from .emvco import EmvcoError, parse_vietqr
 from .signing import bank_signature_header
 
 SIGNATURE_HEADER = "X-Bank-Signature"
@@ -70,16 +70,16 @@ class Bank:
     ) -> BankTransfer:
         try:
             qr = parse_vietqr(payload)
-        except ValueError as exc:
-            raise ScanError(f"payload.{getattr(exc, 'field', '')}".rstrip("."), getattr(exc, "message", str(exc))) from exc
+        except EmvcoError as exc:
+            raise ScanError(f"payload.{exc.field}", exc.message) from exc
         if qr.amount is None and amount is None:
-            raise ScanError("amount", "QR không có số tiền (tag 54): hãy gửi amount / the QR has no amount (tag 54): send amount")
+            raise ScanError("amount", "QR không có số tiền (tag 54), hãy gửi amount / the QR has no amount: send one")
         if qr.amount is not None and amount is not None and amount != qr.amount:
-            raise ScanError("amount", f"QR động cố định số tiền {qr.amount} / the QR fixes the amount at {qr.amount}")
+            raise ScanError("amount", f"QR cố định số tiền {qr.amount} / the QR fixes the amount")
         async with self.emulator.lock:
             transfer_id = bank_transaction_id or self._new_id()
             if transfer_id in self.emulator.transfers:
-                raise ScanError("bank_transaction_id", f"{transfer_id} đã dùng / {transfer_id} is already used", status=409)
+                raise ScanError("bank_transaction_id", f"{transfer_id} đã dùng / already used", status=409)
             notification = {
                 "id": transfer_id,
                 "bank_bin": qr.bank_bin,
@@ -118,10 +118,11 @@ class Bank:
 
     async def _attempt(self, transfer: BankTransfer, number: int) -> dict[str, Any]:
         # Each attempt is signed afresh so that the receiver's timestamp tolerance holds on retries.
-        signature = bank_signature_header(self.emulator.bank_notify_secret, int(time.time()), transfer.raw_body)
+        secret = self.emulator.bank_notify_secret
+        signature = bank_signature_header(secret, int(time.time()), transfer.raw_body)
         attempt: dict[str, Any] = {
-            "attempt": number, "at": utc_iso(datetime.now(timezone.utc)), "url": self.emulator.bank_notify_url,
-            "signature": signature, "status_code": None, "body": None, "error": None, "retry": True,
+            "attempt": number, "at": utc_iso(datetime.now(timezone.utc)),
+            "url": self.emulator.bank_notify_url, "signature": signature, "status_code": None, "body": None, "error": None, "retry": True,
         }
         assert self.emulator.http is not None, "the emulator's HTTP client starts with the app"
         try:

@@ -1,4 +1,4 @@
-"""The emulator's state and behaviour: the terminal, payments made on it, and IPN delivery with VNPay's retries."""
+"""The emulator's state and behaviour: the terminal, its payments, IPN delivery with VNPay's retries."""
 
 from __future__ import annotations
 
@@ -88,7 +88,13 @@ class PaymentError(Exception):
         super().__init__(f"{code}: {self.message} {detail}".strip())
 
     def to_json(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "detail": self.detail, "field": self.field}}
+        return {
+            "error": {"code": self.code, "message": self.message, "detail": self.detail, "field": self.field}
+        }
+
+
+def _invalid(name: str, vi: str, en: str) -> PaymentError:
+    return PaymentError("03", f"{name} {vi} / {name} {en}", name)
 
 
 @dataclass
@@ -172,7 +178,6 @@ class Payment:
     pay_date: str | None = None
     refunds: list[Refund] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
-    tasks: set[asyncio.Task] = field(default_factory=set)
 
     @property
     def amount_vnd(self) -> int:
@@ -256,28 +261,25 @@ class Emulator:
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)))
 
     async def stop(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._cancel_tasks()
         if self.http is not None:
             await self.http.aclose()
             self.http = None
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], owner: set[asyncio.Task] | None = None) -> asyncio.Task:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        if owner is not None:
-            owner.add(task)
-            task.add_done_callback(owner.discard)
         return task
 
-    async def reset(self) -> None:
+    async def _cancel_tasks(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def reset(self) -> None:
+        await self._cancel_tasks()
         async with self.lock:
             self.reset_state()
 
@@ -307,39 +309,35 @@ class Emulator:
         if terminal is None:
             raise PaymentError("72", f"vnp_TmnCode={params.get('vnp_TmnCode', '')!r}", "vnp_TmnCode")
         if not verify_query(params, terminal.hash_secret):
-            raise PaymentError("70", "vnp_SecureHash không khớp / vnp_SecureHash does not match", "vnp_SecureHash")
+            raise PaymentError("70", "vnp_SecureHash không khớp / does not match", "vnp_SecureHash")
         for name in REQUIRED_PAY_FIELDS:
             if not params.get(name):
-                raise PaymentError("03", f"Thiếu {name} / {name} is required", name)
+                raise _invalid(name, "thiếu", "is required")
         fixed = {"vnp_Version": VNP_VERSION, "vnp_Command": "pay", "vnp_CurrCode": "VND"}
         for name, expected in fixed.items():
             if params[name] != expected:
-                raise PaymentError("03", f"{name} phải là {expected} / {name} must be {expected}", name)
+                raise _invalid(name, f"phải là {expected}", f"must be {expected}")
         if params["vnp_Locale"] not in ("vn", "en"):
-            raise PaymentError("03", "vnp_Locale phải là vn hoặc en / vnp_Locale must be vn or en", "vnp_Locale")
+            raise _invalid("vnp_Locale", "phải là vn hoặc en", "must be vn or en")
         amount = params["vnp_Amount"]
         if not amount.isdigit() or len(amount) > 12 or int(amount) <= 0 or int(amount) % 100:
-            raise PaymentError(
-                "03",
-                "vnp_Amount phải là số nguyên dương = số tiền VND × 100 / "
-                "vnp_Amount must be a positive integer, the VND amount × 100",
-                "vnp_Amount",
-            )
+            raise _invalid("vnp_Amount", "phải là số tiền VND × 100", "must be the VND amount × 100")
         if not TXN_REF_RE.match(params["vnp_TxnRef"]):
-            raise PaymentError("03", "vnp_TxnRef chỉ gồm chữ, số, - và _ (1–100) / vnp_TxnRef: 1–100 of A-Z a-z 0-9 - _", "vnp_TxnRef")
+            raise _invalid("vnp_TxnRef", "gồm 1–100 ký tự A-Za-z0-9-_", "must be 1–100 of A-Za-z0-9-_")
         if urlsplit(params["vnp_ReturnUrl"]).scheme not in ("http", "https"):
-            raise PaymentError("03", "vnp_ReturnUrl phải là URL http(s) / vnp_ReturnUrl must be an http(s) URL", "vnp_ReturnUrl")
+            raise _invalid("vnp_ReturnUrl", "phải là URL http(s)", "must be an http(s) URL")
         bank_code = params.get("vnp_BankCode", "")
         if bank_code and not BANK_CODE_RE.match(bank_code):
-            raise PaymentError("03", "vnp_BankCode không hợp lệ / vnp_BankCode is invalid", "vnp_BankCode")
+            raise _invalid("vnp_BankCode", "không hợp lệ", "is invalid")
         created = parse_vnp_date(params["vnp_CreateDate"])
         if created is None:
-            raise PaymentError("03", "vnp_CreateDate phải là yyyyMMddHHmmss (GMT+7) / vnp_CreateDate must be yyyyMMddHHmmss (GMT+7)", "vnp_CreateDate")
+            raise _invalid("vnp_CreateDate", "phải là yyyyMMddHHmmss GMT+7", "must be yyyyMMddHHmmss GMT+7")
         expire_at = created + DEFAULT_PAYMENT_WINDOW
         if params.get("vnp_ExpireDate"):
             parsed = parse_vnp_date(params["vnp_ExpireDate"])
             if parsed is None or parsed <= created:
-                raise PaymentError("03", "vnp_ExpireDate phải là yyyyMMddHHmmss sau vnp_CreateDate / vnp_ExpireDate must be yyyyMMddHHmmss after vnp_CreateDate", "vnp_ExpireDate")
+                raise _invalid("vnp_ExpireDate", "phải là yyyyMMddHHmmss sau vnp_CreateDate",
+                               "must be yyyyMMddHHmmss after vnp_CreateDate")
             expire_at = parsed
         if vn_now() > expire_at:
             raise PaymentError("11", f"vnp_ExpireDate={format_vnp_date(expire_at)}", "vnp_ExpireDate")
@@ -357,7 +355,7 @@ class Emulator:
                 if existing.amount != int(params["vnp_Amount"]):
                     raise PaymentError("94", f"vnp_TxnRef={key[1]}", "vnp_TxnRef")
                 if existing.status != "pending":
-                    raise PaymentError("01", f"vnp_TxnRef={key[1]} ({existing.status})", "vnp_TxnRef", status=409)
+                    raise _completed(existing)
                 return existing
             if existing is not None:
                 self.by_token.pop(existing.token, None)
@@ -391,7 +389,7 @@ class Emulator:
         when its window closed while the page was open, expired (11/02)."""
         async with self.lock:
             if payment.status != "pending":
-                raise PaymentError("01", f"vnp_TxnRef={payment.txn_ref} ({payment.status})", "vnp_TxnRef", status=409)
+                raise _completed(payment)
             payment.pay_date = format_vnp_date(vn_now())
             if vn_now() > payment.expire_at:
                 outcome_fields = ("expired", "11", "02")
@@ -421,7 +419,9 @@ class Emulator:
 
     # -- IPN ---------------------------------------------------------------------------------------
 
-    def schedule_ipn(self, payment: Payment, deliveries: int, delay_seconds: float) -> tuple[list[Delivery], asyncio.Task | None]:
+    def schedule_ipn(
+        self, payment: Payment, deliveries: int, delay_seconds: float
+    ) -> tuple[list[Delivery], asyncio.Task | None]:
         """Deliver the IPN `deliveries` times, one after the other, after `delay_seconds`; runs as a
         background task so a late delivery never holds up the caller."""
         if deliveries <= 0:
@@ -431,10 +431,12 @@ class Emulator:
             record = Delivery(index=len(payment.deliveries) + 1, delay_seconds=delay_seconds)
             payment.deliveries.append(record)
             records.append(record)
-        task = self.spawn(self._deliver_ipn_series(payment, records, delay_seconds), owner=payment.tasks)
+        task = self.spawn(self._deliver_ipn_series(payment, records, delay_seconds))
         return records, task
 
-    async def _deliver_ipn_series(self, payment: Payment, records: list[Delivery], delay_seconds: float) -> None:
+    async def _deliver_ipn_series(
+        self, payment: Payment, records: list[Delivery], delay_seconds: float
+    ) -> None:
         try:
             if delay_seconds > 0:
                 await asyncio.sleep(delay_seconds)
@@ -472,7 +474,8 @@ class Emulator:
     async def _ipn_attempt(self, url: str, number: int) -> dict[str, Any]:
         attempt: dict[str, Any] = {
             "attempt": number, "at": utc_iso(datetime.now(timezone.utc)), "url": url,
-            "status_code": None, "body": None, "rsp_code": None, "message": None, "error": None, "retry": True,
+            "status_code": None, "body": None, "rsp_code": None, "message": None,
+            "error": None, "retry": True,
         }
         assert self.http is not None, "the emulator's HTTP client starts with the app"
         try:
@@ -507,6 +510,10 @@ class Emulator:
             await asyncio.wait_for(asyncio.gather(*pending), timeout)
             return True
         return False
+
+
+def _completed(payment: Payment) -> PaymentError:
+    return PaymentError("01", f"vnp_TxnRef={payment.txn_ref} ({payment.status})", "vnp_TxnRef", status=409)
 
 
 def _method_for(requested_bank_code: str) -> tuple[str, str]:

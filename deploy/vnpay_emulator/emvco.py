@@ -1,4 +1,4 @@
-"""EMVCo merchant-presented QR: TLV parsing and building, CRC-16/CCITT-FALSE, and the VietQR (NAPAS) reading."""
+"""EMVCo merchant-presented QR: TLV parsing and building, CRC-16/CCITT-FALSE, reading a VietQR (NAPAS)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def parse_tlv(data: str, path: str = "") -> dict[str, str]:
     while pos < len(data):
         header = data[pos : pos + 4]
         if len(header) < 4 or not header.isdigit():
-            raise EmvcoError(path or "payload", f"Trường TLV hỏng tại vị trí {pos} / malformed TLV at offset {pos}")
+            raise EmvcoError(path or "payload", f"TLV hỏng tại vị trí {pos} / malformed TLV at offset {pos}")
         tag, length = header[:2], int(header[2:])
         value = data[pos + 4 : pos + 4 + length]
         name = f"{path}.{tag}" if path else tag
@@ -75,7 +75,7 @@ class VietQR:
 def parse_vietqr(payload: str) -> VietQR:
     payload = payload.strip()
     if len(payload) < 8 or payload[-8:-4] != "6304":
-        raise EmvcoError("63", "Thiếu mã CRC (tag 63) ở cuối / the payload must end with the CRC field 6304XXXX")
+        raise EmvcoError("63", "Thiếu CRC (tag 63) ở cuối / the payload must end with 6304XXXX")
     expected = crc16_ccitt_false(payload[:-4])
     if payload[-4:] != expected:
         raise EmvcoError("63", f"CRC sai: {payload[-4:]} ≠ {expected} / CRC mismatch")
@@ -83,12 +83,12 @@ def parse_vietqr(payload: str) -> VietQR:
     if top.get("00") != "01":
         raise EmvcoError("00", "Payload format indicator phải là 01 / tag 00 must be 01")
     if top.get("01") not in ("11", "12"):
-        raise EmvcoError("01", "Point of initiation phải là 11 hoặc 12 / tag 01 must be 11 (static) or 12 (dynamic)")
+        raise EmvcoError("01", "Tag 01 phải là 11 hoặc 12 / tag 01 must be 11 (static) or 12 (dynamic)")
     if "38" not in top:
-        raise EmvcoError("38", "Thiếu thông tin tài khoản NAPAS (tag 38) / merchant account information missing")
+        raise EmvcoError("38", "Thiếu tài khoản NAPAS (tag 38) / merchant account information missing")
     account = parse_tlv(top["38"], "38")
     if account.get("00") != NAPAS_GUID:
-        raise EmvcoError("38.00", f"GUID phải là {NAPAS_GUID} / tag 38.00 must be the NAPAS GUID {NAPAS_GUID}")
+        raise EmvcoError("38.00", f"GUID phải là {NAPAS_GUID} / tag 38.00 must be NAPAS's {NAPAS_GUID}")
     if "01" not in account:
         raise EmvcoError("38.01", "Thiếu ngân hàng thụ hưởng / beneficiary organisation missing")
     beneficiary = parse_tlv(account["01"], "38.01")
@@ -100,7 +100,7 @@ def parse_vietqr(payload: str) -> VietQR:
         raise EmvcoError("38.01.01", "Thiếu số tài khoản / account number missing")
     service = account.get("02", "")
     if service not in VIETQR_SERVICE_CODES:
-        raise EmvcoError("38.02", "Mã dịch vụ phải là QRIBFTTA hoặc QRIBFTTC / service code must be QRIBFTTA or QRIBFTTC")
+        raise EmvcoError("38.02", "Mã dịch vụ phải là QRIBFTTA/QRIBFTTC / service code must be QRIBFTTA/QRIBFTTC")
     if top.get("53") != "704":
         raise EmvcoError("53", "Đơn vị tiền tệ phải là 704 (VND) / currency must be 704 (VND)")
     if top.get("58", "VN") != "VN":
@@ -109,7 +109,7 @@ def parse_vietqr(payload: str) -> VietQR:
     if "54" in top:
         raw = top["54"]
         if not raw.isdigit() or int(raw) <= 0:
-            raise EmvcoError("54", "Số tiền phải là số nguyên VND dương / amount must be a positive whole VND number")
+            raise EmvcoError("54", "Số tiền phải là số nguyên dương / amount must be a positive integer")
         amount = int(raw)
     purpose = ""
     if "62" in top:

@@ -1,4 +1,4 @@
-"""VNPay's merchant web API (POST /merchant_webapi/api/transaction): querydr and refund, with their checksums."""
+"""VNPay's merchant web API (POST /merchant_webapi/api/transaction): querydr and refund, checksummed."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 QUERYDR_MESSAGES = {
     "00": "Yêu cầu thành công / Request succeeded",
-    "02": "Mã định danh kết nối không hợp lệ (kiểm tra lại vnp_TmnCode) / Invalid terminal (check vnp_TmnCode)",
+    "02": "Mã định danh kết nối không hợp lệ (kiểm tra lại vnp_TmnCode) / "
+          "Invalid terminal (check vnp_TmnCode)",
     "03": "Dữ liệu gửi sang không đúng định dạng / Invalid data format",
     "91": "Không tìm thấy giao dịch yêu cầu / Transaction not found",
     "94": "Yêu cầu bị trùng lặp (vnp_RequestId) / Duplicate request (vnp_RequestId)",
@@ -34,7 +35,8 @@ QUERYDR_MESSAGES = {
 REFUND_MESSAGES = {
     **QUERYDR_MESSAGES,
     "02": "Tổng số tiền hoàn trả lớn hơn số tiền gốc / Total refunded amount exceeds the original amount",
-    "04": "Không cho phép hoàn trả toàn phần sau khi hoàn trả một phần / Full refund not allowed after a partial refund",
+    "04": "Không cho phép hoàn trả toàn phần sau khi hoàn trả một phần / "
+          "Full refund not allowed after a partial refund",
     "91": "Không tìm thấy giao dịch yêu cầu hoàn trả / Transaction to refund not found",
     "93": "Số tiền hoàn trả không hợp lệ, phải nhỏ hơn hoặc bằng số tiền thanh toán / "
           "Invalid refund amount: it must not exceed the paid amount",
@@ -75,9 +77,10 @@ class MerchantApi:
         if command == "refund":
             return await self._handle(body, "refund")
         # Anything that is not a refund is answered in querydr's shape, with 03 when malformed.
-        if not isinstance(body, dict) or command != "querydr":
-            echo = body if isinstance(body, dict) else {}
-            return self._answer(echo, "querydr", "03", None, field="vnp_Command")
+        if not isinstance(body, dict):
+            return self._answer({}, "querydr", "03", None, field="JSON body")
+        if command != "querydr":
+            return self._answer(body, "querydr", "03", None, field="vnp_Command")
         return await self._handle(body, "querydr")
 
     async def _handle(self, body: dict[str, Any], command: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""HTML of the emulator's pages: the pay page with its VNPAY-QR image, and VNPay-style error pages."""
+"""HTML of the emulator's pages: the pay page with its VNPAY-QR image, VNPay-style error pages."""
 
 from __future__ import annotations
 
@@ -12,11 +12,18 @@ from .emvco import vnpayqr_payload
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f3f6fb;margin:0;color:#1d2939}
 main{max-width:560px;margin:32px auto;background:#fff;border-radius:12px;box-shadow:0 2px 12px #0001;padding:28px}
-h1{font-size:1.3rem;margin:0 0 4px;color:#005baa}.en{color:#667085;font-size:.9em}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:20px 0}dt{color:#667085}dd{margin:0}
-.amount{font-size:1.6rem;font-weight:700;color:#d92d20}.qr{text-align:center;margin:16px 0}
-.actions{display:flex;gap:12px;margin-top:20px}button{flex:1;padding:12px;border-radius:8px;border:0;font-size:1rem;cursor:pointer}
-.pay{background:#005baa;color:#fff}.cancel{background:#eaecf0;color:#1d2939}.code{font-family:monospace;color:#667085}
+h1{font-size:1.3rem;margin:0 0 4px;color:#005baa}
+.en{color:#667085;font-size:.9em}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:20px 0}
+dt{color:#667085}
+dd{margin:0}
+.amount{font-size:1.6rem;font-weight:700;color:#d92d20}
+.qr{text-align:center;margin:16px 0}
+.actions{display:flex;gap:12px;margin-top:20px}
+button{flex:1;padding:12px;border-radius:8px;border:0;font-size:1rem;cursor:pointer}
+.pay{background:#005baa;color:#fff}
+.cancel{background:#eaecf0;color:#1d2939}
+.code{font-family:monospace;color:#667085}
 .banner{background:#fef0c7;border-radius:8px;padding:8px 12px;font-size:.85rem;margin-bottom:16px}
 """
 
@@ -34,7 +41,8 @@ def _page(title: str, body: str) -> str:
 
 
 def pay_page(payment: Payment, confirm_path: str) -> str:
-    qr = segno.make(vnpayqr_payload(payment.tmn_code, payment.txn_ref, payment.amount_vnd, "QUANG TRI DEMO"), error="m")
+    payload = vnpayqr_payload(payment.tmn_code, payment.txn_ref, payment.amount_vnd, "QUANG TRI DEMO")
+    qr = segno.make(payload, error="m")
     token = escape(payment.token, quote=True)
     body = f"""
 <div class="banner">Môi trường thử nghiệm (giả lập VNPAY sandbox) / Test environment (VNPAY sandbox emulator)</div>

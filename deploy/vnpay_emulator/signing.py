@@ -1,4 +1,4 @@
-"""The three checksum schemes the emulator speaks: VNPay's query hash, VNPay's pipe hash, the bank's header."""
+"""The emulator's three checksums: VNPay's query hash, VNPay's pipe hash, the bank's signature header."""
 
 from __future__ import annotations
 

@@ -64,7 +64,9 @@ def vn_date(delta: timedelta = timedelta()) -> str:
     return (datetime.now(VN) + delta).strftime("%Y%m%d%H%M%S")
 
 
-def payment_url(base: str, *, amount_vnd: int = 150_000, txn_ref: str | None = None, secret: str = SECRET, **extra) -> tuple[str, dict[str, str]]:
+def payment_url(
+    base: str, *, amount_vnd: int = 150_000, txn_ref: str | None = None, secret: str = SECRET, **extra: str
+) -> tuple[str, dict[str, str]]:
     params = {
         "vnp_Version": "2.1.0",
         "vnp_Command": "pay",
@@ -154,6 +156,9 @@ class Receiver:
             answer = script.pop(0) if script else "00"
         if answer == "notjson":
             return PlainTextResponse("server error page", status_code=500)
+        if answer == "slow":
+            await asyncio.sleep(0.6)
+            answer = "00"
         return JSONResponse({"RspCode": answer, "Message": "Confirm Success" if answer == "00" else "Error"})
 
     async def _bank(self, request: Request) -> Response:
@@ -293,6 +298,21 @@ async def test_browser_approve_sends_ipn_and_redirects_signed(client, emulator_u
     assert again.status_code == 409
 
 
+async def test_payment_expiring_while_the_page_is_open_reports_11(client, emulator_url, receiver):
+    url, params = payment_url(emulator_url, vnp_ExpireDate=vn_date(timedelta(seconds=1)))
+    page = (await client.get(url)).text
+    token = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    await asyncio.sleep(2.05)  # past the expiry second, whatever the sub-second start
+    response = await client.post(
+        "/paymentv2/Transaction/Confirm.html", data={"token": token, "action": "approve"}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    back = assert_signed_query(urlsplit(response.headers["location"]).query.removeprefix("src=test&"))
+    assert (back["vnp_ResponseCode"], back["vnp_TransactionStatus"]) == ("11", "02")
+    ipn = assert_signed_query(receiver.ipns_for(params["vnp_TxnRef"])[0]["query"])
+    assert ipn["vnp_ResponseCode"] == "11"
+
+
 # -- the control API and IPN delivery ------------------------------------------------------------------
 
 
@@ -366,7 +386,8 @@ async def test_late_delivery_runs_in_background(client, emulator_url, receiver):
     assert result["ipn"]["pending"] is True
     assert result["ipn"]["deliveries"][0]["state"] == "scheduled"
     assert receiver.ipns_for(params["vnp_TxnRef"]) == []
-    waited = (await client.get(f"/_emulator/transactions/{params['vnp_TxnRef']}/ipn", params={"wait_seconds": 5})).json()
+    path = f"/_emulator/transactions/{params['vnp_TxnRef']}/ipn"
+    waited = (await client.get(path, params={"wait_seconds": 5})).json()
     assert waited["pending"] is False and waited["deliveries"][0]["state"] == "confirmed"
     assert len(receiver.ipns_for(params["vnp_TxnRef"])) == 1
 
@@ -379,6 +400,43 @@ async def test_resend_ipn_of_a_past_transaction(client, emulator_url, receiver):
     assert response.json()["deliveries"][0]["index"] == 2
     ipns = receiver.ipns_for(params["vnp_TxnRef"])
     assert len(ipns) == 2 and ipns[0]["query"] == ipns[1]["query"]
+
+
+async def test_ipn_retried_after_a_timeout(receiver):
+    settings = EmulatorSettings(
+        vnpay_tmn_code=TMN, vnpay_hash_secret=SECRET, vnpay_emulator_ipn_url=f"{receiver.url}/ipn",
+        vnpay_emulator_ipn_retry_seconds=0.01, vnpay_emulator_http_timeout_seconds=0.2,
+    )
+    with ServerThread(create_app(settings)) as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            url, params = payment_url(server.url)
+            receiver.ipn_script[params["vnp_TxnRef"]] = ["slow", "00"]
+            attempts = (await approve(client, url))["ipn"]["deliveries"][0]["attempts"]
+    assert [a["error"] for a in attempts] == ["timeout", None]
+    assert attempts[1]["rsp_code"] == "00"
+
+
+async def test_concurrent_settlements_and_refunds_happen_once(client, emulator_url):
+    url, params = payment_url(emulator_url, amount_vnd=90_000)
+    outcomes = await asyncio.gather(*(
+        client.post("/_emulator/pay", json={"payment_url": url, "outcome": "approve"}) for _ in range(5)
+    ))
+    assert sorted(r.status_code for r in outcomes) == [200, 409, 409, 409, 409]
+    answers = await asyncio.gather(*(
+        call_api(client, refund_body(params["vnp_TxnRef"], params["vnp_CreateDate"], 90_000, "02")) for _ in range(5)
+    ))
+    assert sorted(a["vnp_ResponseCode"] for a in answers) == ["00", "02", "02", "02", "02"]
+    record = (await client.get(f"/_emulator/transactions/{params['vnp_TxnRef']}")).json()
+    assert record["refunded_vnd"] == 90_000
+
+
+async def test_config_can_be_read_and_changed(client):
+    before = (await client.get("/_emulator/config")).json()
+    assert before["tmn_code"] == TMN and before["ipn_retries"] == 3
+    changed = (await client.patch("/_emulator/config", json={"bank_notify_retries": 1})).json()
+    assert changed["bank_notify_retries"] == 1 and changed["ipn_url"] == before["ipn_url"]
+    await client.patch("/_emulator/config", json={"bank_notify_retries": before["bank_notify_retries"]})
+    assert (await client.patch("/_emulator/config", json={"ipn_url": "ftp://x"})).status_code == 422
 
 
 # -- querydr and refund --------------------------------------------------------------------------------
@@ -531,7 +589,8 @@ def verify_bank_signature(header: str, raw: bytes, secret: str = BANK_SECRET) ->
 
 async def test_vietqr_scan_sends_signed_notification(client, receiver):
     reference = "QT" + uuid.uuid4().hex[:10].upper()
-    response = await client.post("/_emulator/vietqr/scan", json={"payload": vietqr(amount=250_000, reference=reference)})
+    payload = vietqr(amount=250_000, reference=reference)
+    response = await client.post("/_emulator/vietqr/scan", json={"payload": payload})
     assert response.status_code == 200, response.text
     result = response.json()
     got = receiver.notifications_for(reference)
@@ -554,14 +613,15 @@ async def test_vietqr_static_qr_needs_an_amount(client, receiver):
         "/_emulator/vietqr/scan", json={"payload": payload, "amount": 75_000, "bank_transaction_id": "FT" + reference}
     )
     assert response.status_code == 200
-    assert receiver.notifications_for(reference)[0]["body"] | {} == response.json()["notification"]
+    assert receiver.notifications_for(reference)[0]["body"] == response.json()["notification"]
     assert response.json()["notification"]["id"] == "FT" + reference
 
 
 async def test_vietqr_notification_retried_and_delivered_twice(client, receiver):
     reference = "QT" + uuid.uuid4().hex[:10].upper()
     receiver.bank_script[reference] = [503, 200, 200]
-    response = await client.post("/_emulator/vietqr/scan", json={"payload": vietqr(reference=reference), "deliveries": 2})
+    payload = vietqr(reference=reference)
+    response = await client.post("/_emulator/vietqr/scan", json={"payload": payload, "deliveries": 2})
     deliveries = response.json()["deliveries"]
     assert [len(d["attempts"]) for d in deliveries] == [2, 1]
     assert deliveries[0]["attempts"][0]["status_code"] == 503
@@ -574,7 +634,7 @@ async def test_vietqr_notification_retried_and_delivered_twice(client, receiver)
 @pytest.mark.parametrize(
     ("payload", "field_name"),
     [
-        (vietqr()[:-4] + ("0000" if not vietqr().endswith("0000") else "FFFF"), "payload.63"),
+        (vietqr()[:-1] + ("1" if vietqr().endswith("0") else "0"), "payload.63"),
         (vietqr(guid="A000000999"), "payload.38.00"),
         (vietqr(currency="840"), "payload.53"),
     ],
