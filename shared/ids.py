@@ -12,7 +12,9 @@ _last_ms = 0
 _last_rand = 0
 
 PREFIXES = frozenset(
-    {"pi", "re", "evt", "mch", "ord", "bk", "prd", "lst", "tkt", "we", "cs", "acct", "usr", "ch", "po", "req"}
+    {"pi", "re", "evt", "mch", "ord", "bk", "prd", "lst", "tkt", "we", "cs", "acct", "usr", "ch", "po", "req",
+     # payments: ledger (balance) transactions, API keys, webhook deliveries, flagged payments
+     "txn", "key", "whd", "flag"}
 )
 
 

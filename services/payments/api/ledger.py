@@ -1,0 +1,97 @@
+"""The ledger as merchants see it: balance, balance transactions, daily settlement reports, flagged payments."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Request
+from pydantic import field_validator
+
+from shared.errors import NotFound
+from shared.service import RuntimeDep
+
+from services.payments import objects, store
+from services.payments.api.access import Caller, acting_for, scope
+from services.payments.api.deps import list_object
+from services.payments.api.params import ListParams, Params
+from services.payments.api.requests import parse, query_params
+
+router = APIRouter(tags=["ledger"])
+
+
+class BalanceParams(Params):
+    merchant: str | None = None
+
+
+@router.get("/v1/balance", summary="What the platform owes the merchant (captured minus refunded)")
+async def balance(request: Request, runtime: RuntimeDep, principal: Caller):
+    q = parse(BalanceParams, query_params(request))
+    merchant_id = acting_for(principal, q.merchant)
+    amount = await store.merchant_balance(runtime.db, merchant_id)
+    return {"object": "balance", "livemode": False, "merchant": merchant_id,
+            "available": [{"amount": amount, "currency": "vnd"}], "pending": [{"amount": 0, "currency": "vnd"}]}
+
+
+class ListTransactions(ListParams):
+    payment_intent: str | None = None
+    type: str | None = None
+
+
+@router.get("/v1/balance_transactions", summary="Ledger transactions (captures and refunds), newest first")
+async def list_transactions(request: Request, runtime: RuntimeDep, principal: Caller):
+    q = parse(ListTransactions, query_params(request))
+    merchant_id = scope(principal, q.merchant)
+    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    if q.payment_intent:
+        query["payment_intent_id"] = q.payment_intent
+    if q.type:
+        query["kind"] = {"charge": "capture", "refund": "refund"}.get(q.type, q.type)
+    docs, more = await store.page(runtime.db, store.LEDGER, query, limit=q.limit,
+                                  starting_after=q.starting_after, ending_before=q.ending_before)
+    return list_object("/v1/balance_transactions", [objects.balance_transaction(d) for d in docs], more)
+
+
+@router.get("/v1/balance_transactions/{txn_id}", summary="Retrieve a ledger transaction")
+async def retrieve_transaction(txn_id: str, runtime: RuntimeDep, principal: Caller):
+    merchant_id = scope(principal, None)
+    doc = await runtime.db[store.LEDGER].find_one({"_id": txn_id, **({"merchant_id": merchant_id} if merchant_id else {})})
+    if doc is None:
+        raise NotFound(f"Không tìm thấy giao dịch {txn_id} / No such balance transaction: '{txn_id}'", param="id")
+    return objects.balance_transaction(doc)
+
+
+class ReportParams(Params):
+    merchant: str | None = None
+    date_from: str | None = None
+    date_to: str | None = None
+
+    @field_validator("date_from", "date_to")
+    @classmethod
+    def _iso_date(cls, value: str | None) -> str | None:
+        if value is not None:
+            dt.date.fromisoformat(value)
+        return value
+
+
+@router.get("/v1/settlement_reports", summary="Daily settlement per merchant (days in Asia/Ho_Chi_Minh)")
+async def settlement_reports(request: Request, runtime: RuntimeDep, principal: Caller):
+    q = parse(ReportParams, query_params(request))
+    merchant_id = acting_for(principal, q.merchant)
+    days = await store.settlement_days(runtime.db, merchant_id, q.date_from, q.date_to)
+    data = [{"id": f"sr_{merchant_id}_{d['date']}", "object": "settlement_report", "merchant": merchant_id,
+             "currency": "vnd", **d} for d in reversed(days)]
+    return list_object("/v1/settlement_reports", data, False)
+
+
+@router.get("/v1/balance/flagged_payments",
+            summary="Money received that could not settle an intent (wrong amount, too late, unmatched): to refund")
+async def flagged_payments(request: Request, runtime: RuntimeDep, principal: Caller):
+    q = parse(ListParams, query_params(request))
+    merchant_id = scope(principal, q.merchant)
+    query = {"merchant_id": merchant_id} if merchant_id else {}
+    docs, more = await store.page(runtime.db, store.FLAGGED, query, limit=q.limit,
+                                  starting_after=q.starting_after, ending_before=q.ending_before)
+    data = [{"id": d["_id"], "object": "flagged_payment", "kind": d["kind"], "amount": d["amount"],
+             "merchant": d["merchant_id"], "payment_intent": d["payment_intent_id"], "status": d["status"],
+             "details": d["details"], "created": objects.unix(d["created"])} for d in docs]
+    return list_object("/v1/balance/flagged_payments", data, more)

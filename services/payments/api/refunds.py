@@ -1,0 +1,70 @@
+"""Refunds, as Stripe's API has them: create (full or partial, never more than captured), retrieve, list."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from pydantic import Field
+
+from shared.errors import NotFound
+from shared.service import RuntimeDep
+
+from services.payments import objects, refunds, store
+from services.payments.api.access import Caller, scope
+from services.payments.api.deps import ProvidersDep, list_object
+from services.payments.api.idempotency import run_once
+from services.payments.api.params import ListParams, Metadata, Params
+from services.payments.api.requests import body_params, parse, query_params
+
+router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
+
+
+class CreateRefund(Params):
+    payment_intent: str
+    amount: int | None = None
+    reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class ListRefunds(ListParams):
+    payment_intent: str | None = None
+
+
+@router.post("", summary="Refund a succeeded PaymentIntent, fully or in part")
+async def create(request: Request, runtime: RuntimeDep, principal: Caller, providers: ProvidersDep):
+    params = await body_params(request)
+    body = parse(CreateRefund, params)
+    intent = await store.find_intent(runtime.db, body.payment_intent, scope(principal, None))
+
+    async def work():
+        refund = await runtime.outbox.transaction(lambda tx: store.reserve_refund(
+            tx, intent, amount=body.amount, reason=body.reason, metadata=body.metadata))
+        claimed = await store.claim_refund(runtime.db, refund["_id"])
+        if claimed is not None:
+            refund = await refunds.execute(runtime.db, runtime.outbox, providers, claimed)
+        return 200, objects.refund(refund)
+
+    return await run_once(request, runtime.db, principal, params, work)
+
+
+@router.get("", summary="List refunds, newest first")
+async def list_refunds(request: Request, runtime: RuntimeDep, principal: Caller):
+    q = parse(ListRefunds, query_params(request))
+    merchant_id = scope(principal, q.merchant)
+    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    if q.payment_intent:
+        query["payment_intent_id"] = q.payment_intent
+    docs, more = await store.page(runtime.db, store.REFUNDS, query, limit=q.limit,
+                                  starting_after=q.starting_after, ending_before=q.ending_before)
+    return list_object("/v1/refunds", [objects.refund(d) for d in docs], more)
+
+
+@router.get("/{refund_id}", summary="Retrieve a refund")
+async def retrieve(refund_id: str, runtime: RuntimeDep, principal: Caller):
+    merchant_id = scope(principal, None)
+    query = {"_id": refund_id, **({"merchant_id": merchant_id} if merchant_id else {})}
+    doc = await runtime.db[store.REFUNDS].find_one(query)
+    if doc is None:
+        raise NotFound(f"Không tìm thấy hoàn tiền {refund_id} / No such refund: '{refund_id}'", param="id")
+    return objects.refund(doc)
