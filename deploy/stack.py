@@ -155,7 +155,12 @@ class Stack:
 
     def gateway_env(self) -> dict[str, str]:
         c = self.config
-        env = self._env(AUTH_PRIVATE_KEY_PEM=self.private_key, GATEWAY_PORT=str(c.gateway_port))
+        env = self._env(AUTH_PRIVATE_KEY_PEM=self.private_key, GATEWAY_PORT=str(c.gateway_port),
+                        DEMO_USERS_SEED="true")
+        if c.app_env == "test":
+            # Every test client comes from 127.0.0.1; the limiter's own tests use their own gateway.
+            env.update(RATE_LIMIT_PER_SECOND="2000", RATE_LIMIT_BURST="4000", SIGNIN_ATTEMPTS_PER_MINUTE="600",
+                       SIGNIN_BURST="200")
         env.update({f"{name.upper()}_URL": c.service_url(name) for name in SERVICES})
         return env
 
@@ -195,7 +200,10 @@ class Stack:
                                                                 c.service_ports[name]),
                                                  log_path=logs / f"{name}.log", env=self.service_env(name), cwd=ROOT))
                         for name in SERVICES]
-            gateway = self._add(ManagedProcess("gateway", _uvicorn("gateway.app:create_app", c.gateway_port),
+            # --no-proxy-headers: a local client must not choose its own address (rate limits) by
+            # sending X-Forwarded-For; behind a real load balancer TRUST_FORWARDED_HEADERS says so.
+            gateway = self._add(ManagedProcess("gateway", _uvicorn("gateway.app:create_app", c.gateway_port)
+                                               + ["--no-proxy-headers"],
                                                log_path=logs / "gateway.log", env=self.gateway_env(), cwd=ROOT))
             emulator.wait_for_http(f"{c.emulator_url}/readyz")
             for name, process in zip(SERVICES, services):
