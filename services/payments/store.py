@@ -348,10 +348,13 @@ async def flag_payment(tx: Transaction, *, key: str, kind: str, amount: int, mer
 
 # -- refunds ------------------------------------------------------------------------------------------------
 
+REFUND_CLAIM_LEASE = timedelta(minutes=2)
+
 async def reserve_refund(tx: Transaction, intent: dict, *, amount: int | None, reason: str | None,
-                         metadata: dict[str, str], source_key: str | None = None) -> dict:
+                         metadata: dict[str, str], source_key: str | None = None, claimed: bool = False) -> dict:
     """Creates a pending refund and takes its amount off the intent atomically: concurrent refunds can never
-    add up to more than was captured."""
+    add up to more than was captured. `claimed`: the caller sends it to the provider itself, so the worker
+    leaves it alone for a lease (and takes it over only if the caller died half-way)."""
     if intent["status"] != domain.SUCCEEDED:
         raise InvalidRequest(f"Chỉ hoàn tiền khoản đã thanh toán (trạng thái: {intent['status']}) / This "
                              "PaymentIntent has not succeeded, so it cannot be refunded",
@@ -370,7 +373,8 @@ async def reserve_refund(tx: Transaction, intent: dict, *, amount: int | None, r
     refund = {
         "_id": new_id("re"), "merchant_id": intent["merchant_id"], "payment_intent_id": intent["_id"],
         "amount": value, "reason": reason, "metadata": metadata, "status": "pending", "created": now,
-        "payment_method": intent.get("payment_method"), "process_after": now,
+        "payment_method": intent.get("payment_method"),
+        "process_after": now + REFUND_CLAIM_LEASE if claimed else now,
         # Full only when it is the first refund and takes everything (VNPay refuses a full one after a partial).
         "full": fresh["amount_refunded"] == 0 and value == fresh["amount_received"],
         "source_type": intent.get("source_type"), "source_id": intent.get("source_id"),
@@ -381,7 +385,7 @@ async def reserve_refund(tx: Transaction, intent: dict, *, amount: int | None, r
     return refund
 
 
-async def claim_refund(db: AsyncDatabase, refund_id: str | None = None, lease: timedelta = timedelta(minutes=2)):
+async def claim_refund(db: AsyncDatabase, refund_id: str | None = None, lease: timedelta = REFUND_CLAIM_LEASE):
     """Takes one pending refund for this worker (or this request), so no two replicas call VNPay for it."""
     now = utcnow()
     query: dict[str, Any] = {"status": "pending", "process_after": {"$lte": now}}

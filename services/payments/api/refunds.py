@@ -39,10 +39,9 @@ async def create(request: Request, runtime: RuntimeDep, principal: Caller, provi
 
     async def work():
         refund = await runtime.outbox.transaction(lambda tx: store.reserve_refund(
-            tx, intent, amount=body.amount, reason=body.reason, metadata=body.metadata))
-        claimed = await store.claim_refund(runtime.db, refund["_id"])
-        if claimed is not None:
-            refund = await refunds.execute(runtime.db, runtime.outbox, providers, claimed)
+            tx, intent, amount=body.amount, reason=body.reason, metadata=body.metadata, claimed=True))
+        # Reserved already claimed by this request, so the refund worker cannot race it to VNPay.
+        refund = await refunds.execute(runtime.db, runtime.outbox, providers, refund)
         return 200, objects.refund(refund)
 
     return await run_once(request, runtime.db, principal, params, work)
