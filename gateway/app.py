@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from shared.auth import TokenVerifier
 from shared.errors import NotFound, install_error_handlers
 from shared.logging import RequestIdMiddleware, configure_logging
-from shared.mongo import connect, ping
+from shared.mongo import connect, readiness
+from shared.service import wait_for_dependency
 
 from gateway.access import check_access, identify
 from gateway.auth_routes import router as auth_router
@@ -53,29 +54,6 @@ async def _upstream_ready(client: httpx.AsyncClient, base_url: str) -> str:
     return "ok" if response.status_code == 200 else f"error: HTTP {response.status_code}"
 
 
-async def _database_ready(client) -> str:
-    try:
-        await asyncio.wait_for(ping(client), 2.0)
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return f"error: {type(exc).__name__}"
-    return "ok"
-
-
-async def _wait_for(what: str, start, seconds: float = 30.0) -> None:
-    """The database may still be starting next to us: wait a bounded time, then fail loudly."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        try:
-            await start()
-            return
-        except Exception as exc:  # noqa: BLE001
-            if loop.time() > deadline:
-                raise
-            log.warning("dependency_not_ready", dependency=what, error=repr(exc))
-            await asyncio.sleep(1)
-
-
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     configure_logging("gateway", settings.log_level)
@@ -105,7 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                                               cache_seconds=settings.openapi_cache_seconds,
                                               fetch_timeout=settings.openapi_fetch_timeout_seconds)
             try:
-                await _wait_for("mongodb", identity.store.ensure_indexes)
+                await wait_for_dependency("mongodb", identity.store.ensure_indexes)
                 if settings.demo_users_seed:
                     created = await identity.seed_demo_users()
                     log.info("demo_users_seeded", created=created)
@@ -140,7 +118,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         client: httpx.AsyncClient = request.app.state.http
         names = list(settings.upstreams())
         results = await asyncio.gather(*(_upstream_ready(client, u) for u in settings.upstreams().values()),
-                                       _database_ready(request.app.state.mongo))
+                                       readiness(request.app.state.mongo))
         checks = dict(zip([*names, "mongodb"], results))
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},

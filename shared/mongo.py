@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,3 +19,12 @@ def connect(uri: str, **kwargs: Any) -> AsyncMongoClient:
 
 async def ping(client: AsyncMongoClient) -> None:
     await client.admin.command("ping")
+
+
+async def readiness(client: AsyncMongoClient) -> str:
+    """"ok", or the kind of error that makes the database unusable right now."""
+    try:
+        await asyncio.wait_for(ping(client), 2.0)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        return f"error: {type(exc).__name__}"
+    return "ok"

@@ -25,7 +25,7 @@ from shared.clock import utcnow
 from shared.consumers import PROCESSED, EventHandlers
 from shared.errors import install_error_handlers
 from shared.logging import RequestIdMiddleware, configure_logging
-from shared.mongo import IndexSetup, connect, ping
+from shared.mongo import IndexSetup, connect, readiness
 from shared.outbox import Outbox, OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -82,9 +82,9 @@ class Runtime:
         prefix = self.settings.kafka_topic_prefix
         consumed = [prefix + t for t in handlers.topics] if handlers else []
         topics = [prefix + t for t in self.definition.produces] + consumed
-        await _retry("kafka", lambda: ensure_topics(self.settings.kafka_bootstrap_servers, topics,
+        await wait_for_dependency("kafka", lambda: ensure_topics(self.settings.kafka_bootstrap_servers, topics,
                                                     self.settings.kafka_topic_partitions))
-        await _retry("kafka", self.producer.start)
+        await wait_for_dependency("kafka", self.producer.start)
         if self.settings.outbox_replay_on_start_seconds:
             since = utcnow() - timedelta(seconds=self.settings.outbox_replay_on_start_seconds)
             replayed = await self.outbox.requeue_since(since)
@@ -96,7 +96,7 @@ class Runtime:
                 topics=consumed, producer=self.producer,
                 handle=lambda record: handlers.dispatch(self.outbox, record),
                 retry=RetryPolicy(self.settings.consumer_max_attempts, self.settings.consumer_backoff_seconds))
-            await _retry("kafka", self.consumer.start)
+            await wait_for_dependency("kafka", self.consumer.start)
         for job in self.definition.jobs:
             self._jobs.append(asyncio.create_task(self._every(job), name=f"job:{job.name}"))
 
@@ -122,16 +122,12 @@ class Runtime:
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(ping(self.client), 2.0)
-            checks["mongodb"] = "ok"
-        except Exception as exc:  # noqa: BLE001
-            checks["mongodb"] = f"error: {type(exc).__name__}"
+        checks["mongodb"] = await readiness(self.client)
         checks["kafka"] = "ok" if await self.producer.ping() else "error: unreachable"
         return checks
 
 
-async def _retry(what: str, start: Callable[[], Awaitable[object]], seconds: float = 30.0) -> None:
+async def wait_for_dependency(what: str, start: Callable[[], Awaitable[object]], seconds: float = 30.0) -> None:
     """Wait for a dependency that is still starting, up to a bound, then fail loudly."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
