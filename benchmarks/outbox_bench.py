@@ -77,13 +77,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=1500)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--no-sync-on-commit", action="store_true",
+                        help="run SecantusDB without fsync at each commit (faster, loses commits on a crash)")
     args = parser.parse_args()
     if os.environ.get("MONGODB_URI"):
         asyncio.run(run(os.environ["MONGODB_URI"], args.writes, args.concurrency))
         return
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        server = mongodb_process(port, Path(tmp) / "data", Path(tmp)).start()
+        server = mongodb_process(port, Path(tmp) / "data", Path(tmp),
+                                 sync_on_commit=not args.no_sync_on_commit).start()
         try:
             server.wait_for_port(port, timeout=60)
             asyncio.run(run(local_mongodb_uri(port), args.writes, args.concurrency))
