@@ -24,8 +24,17 @@ async def execute(db: AsyncDatabase, outbox: Outbox, providers: store.Providers,
     """Sends one claimed, pending refund to its provider and records the outcome. Returns the refund."""
     intent = await db[store.INTENTS].find_one({"_id": refund["payment_intent_id"]})
     if refund["payment_method"] == "vnpay":
+        if refund.get("sent_to_provider_at"):
+            # An earlier run sent it and stopped before recording VNPay's answer (a crash, a lost lease):
+            # sending it again could refund twice, so people look at it (VNPay's portal has the truth).
+            log.error("refund_outcome_unknown", refund=refund["_id"], reason="sent_before_and_not_recorded")
+            await _hold(db, refund, HOLD_FOR_REVIEW, "provider_outcome_unknown")
+            return await db[store.REFUNDS].find_one({"_id": refund["_id"]})
         paid = next(a for a in intent["vnpay_attempts"] if a["result"] == "paid")
         details = intent["payment_method_details"]["vnpay"]
+        # Written before the call, so whoever takes this refund over later knows VNPay may have it.
+        await db[store.REFUNDS].update_one({"_id": refund["_id"], "status": "pending"},
+                                           {"$set": {"sent_to_provider_at": utcnow()}})
         try:
             answer = await providers.vnpay.refund(
                 txn_ref=paid["txn_ref"], transaction_date=paid["create_date"], amount=refund["amount"],
@@ -33,6 +42,9 @@ async def execute(db: AsyncDatabase, outbox: Outbox, providers: store.Providers,
                 order_info=f"Hoan tien {refund['_id']}")
         except VNPayUnreachable as exc:
             log.warning("refund_vnpay_unreachable", refund=refund["_id"], error=repr(exc))
+            # Never reached VNPay: safe to send again later.
+            await db[store.REFUNDS].update_one({"_id": refund["_id"], "status": "pending"},
+                                               {"$unset": {"sent_to_provider_at": ""}})
             await _hold(db, refund, RETRY_UNREACHABLE, None)
             return await db[store.REFUNDS].find_one({"_id": refund["_id"]})
         except VNPayError as exc:

@@ -81,7 +81,7 @@ async def deliver(db: AsyncDatabase, http: httpx.AsyncClient, delivery: dict, *,
     if ok or update.get("status") == "failed":
         await db[store.EVENTS].update_one({"_id": event["_id"], "pending_webhooks": {"$gt": 0}},
                                           {"$inc": {"pending_webhooks": -1}})
-    log.info("webhook_attempt", delivery=delivery["_id"], event=event["_id"], status_code=status_code,
+    log.info("webhook_attempt", delivery=delivery["_id"], event_id=event["_id"], status_code=status_code,
              error=error, outcome=update.get("status", "retry"))
     return update.get("status", "retry")
 

@@ -54,8 +54,22 @@ async def run_once(request: Request, db: AsyncDatabase, principal: Principal, pa
         return replay
     try:
         status, body = await work()
+    except DomainError:
+        # A refusal (validation, state): nothing was written, and the key may be used again, as Stripe does.
+        await records.delete_one({"_id": record_id, "token": token})
+        raise
+    except Exception:
+        # An unexpected failure may come after the work wrote something (a refund reserved, even sent to
+        # VNPay): a retry with this key must not do it again. Stripe keeps such 500 results too.
+        failed = {"error": {"type": "api_error", "code": "internal_error",
+                            "message": "Lỗi hệ thống khi xử lý yêu cầu này; kiểm tra trạng thái trước khi thử với khóa "
+                                       "mới / An error occurred while processing this request; check the objects' "
+                                       "state before retrying with a new Idempotency-Key"}}
+        await records.update_one({"_id": record_id, "token": token},
+                                 {"$set": {"state": "done", "status": 500, "body": json.dumps(failed)}})
+        raise
     except BaseException:
-        # Stripe keeps no result for a request that failed before doing anything: the key may be used again.
+        # Cancelled before an answer: as Stripe keeps nothing for a request that never finished.
         await records.delete_one({"_id": record_id, "token": token})
         raise
     await records.update_one({"_id": record_id, "token": token},

@@ -16,7 +16,7 @@ from services.payments import domain, objects, store
 from services.payments.api.access import Caller, acting_for, scope
 from services.payments.api.deps import ProvidersDep, list_object
 from services.payments.api.idempotency import run_once
-from services.payments.api.params import ListParams, Metadata, Params
+from services.payments.api.params import Amount, ListParams, Metadata, Params, check_metadata_size
 from services.payments.api.requests import body_params, client_ip, parse, query_params
 
 router = APIRouter(prefix="/v1/payment_intents", tags=["payment_intents"])
@@ -24,7 +24,7 @@ EXPANDABLE = {"latest_charge", "payment_method", "customer"}
 
 
 class CreateIntent(Params):
-    amount: int
+    amount: Amount
     currency: str
     payment_method_types: list[str] | None = None
     metadata: Metadata = Field(default_factory=dict)
@@ -64,9 +64,16 @@ async def create(request: Request, runtime: RuntimeDep, principal: Caller, provi
     merchant_id = acting_for(principal, body.merchant)
     domain.check_amount(body.amount)
     domain.check_currency(body.currency)
+    if body.payment_method_types == []:
+        raise InvalidRequest("Cần ít nhất một phương thức thanh toán / payment_method_types must not be empty",
+                             param="payment_method_types")
     methods = domain.check_methods(body.payment_method_types)
     now = utcnow()
-    requested = datetime.fromtimestamp(body.expires_at, timezone.utc) if body.expires_at is not None else None
+    try:
+        requested = datetime.fromtimestamp(body.expires_at, timezone.utc) if body.expires_at is not None else None
+    except (OverflowError, OSError, ValueError):
+        raise InvalidRequest("Thời hạn thanh toán không hợp lệ / expires_at is not a valid time",
+                             param="expires_at") from None
     expires_at = domain.intent_expiry(now, requested)
     account = await runtime.db[store.ACCOUNTS].find_one({"merchant_id": merchant_id})
     if account is None:
@@ -115,6 +122,7 @@ async def update(intent_id: str, request: Request, runtime: RuntimeDep, principa
         # Stripe's rule: an empty value removes the key, others are merged in.
         merged = {**intent.get("metadata", {}), **body.metadata}
         change["metadata"] = {k: v for k, v in merged.items() if v != ""}
+        check_metadata_size(change["metadata"])
     if body.description is not None:
         change["description"] = body.description
     if change:
@@ -128,9 +136,10 @@ async def cancel(intent_id: str, request: Request, runtime: RuntimeDep, principa
                  providers: ProvidersDep):
     params = await body_params(request)
     body = parse(CancelIntent, params)
-    intent = await store.find_intent(runtime.db, intent_id, scope(principal, None))
-    domain.check_cancelable(intent["status"], intent_id)
+    await store.find_intent(runtime.db, intent_id, scope(principal, None))
 
+    # The state is checked inside the work only: a retry with the same Idempotency-Key must replay the
+    # first answer, not be refused because that first request already cancelled the intent.
     async def work():
         async def change(tx):
             fresh = await store.find_intent(tx.db, intent_id, None, session=tx.session)
@@ -148,10 +157,9 @@ async def confirm(intent_id: str, request: Request, runtime: RuntimeDep, princip
                   providers: ProvidersDep):
     params = await body_params(request)
     body = parse(ConfirmIntent, params)
-    intent = await store.find_intent(runtime.db, intent_id, scope(principal, None))
-    domain.check_confirmable(intent["status"], intent_id)
+    await store.find_intent(runtime.db, intent_id, scope(principal, None))
 
-    async def work():
+    async def work():  # the state is checked inside, as for cancel: a keyed retry replays
         async def change(tx):
             fresh = await store.find_intent(tx.db, intent_id, None, session=tx.session)
             domain.check_confirmable(fresh["status"], intent_id)

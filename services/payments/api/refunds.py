@@ -14,7 +14,7 @@ from services.payments import objects, refunds, store
 from services.payments.api.access import Caller, scope
 from services.payments.api.deps import ProvidersDep, list_object
 from services.payments.api.idempotency import run_once
-from services.payments.api.params import ListParams, Metadata, Params
+from services.payments.api.params import Amount, ListParams, Metadata, Params
 from services.payments.api.requests import body_params, parse, query_params
 
 router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/refunds", tags=["refunds"])
 
 class CreateRefund(Params):
     payment_intent: str
-    amount: int | None = None
+    amount: Amount | None = None
     reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
     metadata: Metadata = Field(default_factory=dict)
 

@@ -83,7 +83,16 @@ def parse(model: type[M], params: dict[str, Any]) -> M:
     try:
         return model.model_validate(params)
     except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+        raise RequestValidationError([{**e, "loc": ("body", *_client_loc(e["loc"]))} for e in exc.errors()]) from None
+
+
+# pydantic's own steps in a location (a union member such as `function-after[…]` or `literal['']`, a dict's
+# `[key]`): not part of the parameter's name as the client wrote it.
+_PYDANTIC_STEP = re.compile(r"^(\[key\]|[a-z][a-z-]*\[.*\])$")
+
+
+def _client_loc(loc: tuple) -> tuple:
+    return tuple(p for p in loc if not (isinstance(p, str) and _PYDANTIC_STEP.match(p)))
 
 
 def client_ip(request: Request) -> str:

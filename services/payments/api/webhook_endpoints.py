@@ -16,7 +16,7 @@ from services.payments import objects, store, webhooks
 from services.payments.api.access import Caller, acting_for, scope
 from services.payments.api.deps import list_object
 from services.payments.api.idempotency import run_once
-from services.payments.api.params import ListParams, Metadata, Params
+from services.payments.api.params import ListParams, Metadata, Params, check_metadata_size
 from services.payments.api.requests import body_params, parse, query_params
 
 router = APIRouter(prefix="/v1/webhook_endpoints", tags=["webhook_endpoints"])
@@ -111,6 +111,7 @@ async def update(endpoint_id: str, request: Request, runtime: RuntimeDep, princi
         change["status"] = "disabled" if body.disabled else "enabled"
     if body.metadata is not None:
         change["metadata"] = {k: v for k, v in {**doc.get("metadata", {}), **body.metadata}.items() if v != ""}
+        check_metadata_size(change["metadata"])
     if change:
         await runtime.db[store.ENDPOINTS].update_one({"_id": endpoint_id}, {"$set": change})
     return objects.webhook_endpoint(await find(runtime, endpoint_id, principal))

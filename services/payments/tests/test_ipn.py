@@ -147,3 +147,21 @@ async def test_return_page_marks_processing_until_the_ipn(api_url, merchant, vnp
         assert await ipn(http, params) == "00"
         done = (await http.get(f"/v1/payment_intents/{intent['id']}", headers=merchant.key_headers)).json()
         assert done["status"] == "succeeded"
+
+
+async def test_paid_ipn_after_cancel_is_flagged_for_refund_and_the_intent_stays_canceled(api_url, merchant, vnpay_env):
+    secret = vnpay_env["VNPAY_HASH_SECRET"]
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        intent = await new_intent(http, merchant, 70000)
+        canceled = await http.post(f"/v1/payment_intents/{intent['id']}/cancel", headers=merchant.key_headers)
+        assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
+        late = signed(ipn_params(attempt_of(intent), transaction_no="9101"), secret)
+        assert await ipn(http, late) == "00"  # VNPay has the money: we acknowledge it and flag it
+        assert await ipn(http, late) == "02"  # VNPay's retry changes nothing
+        seen = (await http.get(f"/v1/payment_intents/{intent['id']}", headers=merchant.key_headers)).json()
+        assert seen["status"] == "canceled" and seen["amount_received"] == 0
+        flagged = (await http.get("/v1/balance/flagged_payments", headers=merchant.key_headers)).json()["data"]
+        assert [(f["kind"], f["amount"], f["payment_intent"], f["status"]) for f in flagged] == \
+            [("late_payment", 70000, intent["id"], "refund_required")]
+        balance = (await http.get("/v1/balance", headers=merchant.key_headers)).json()
+        assert balance["available"] == [{"amount": 0, "currency": "vnd"}]

@@ -142,3 +142,47 @@ async def test_notification_signature_freshness_and_amount(api_url, merchant, vn
         bad = json.dumps({**right, "id": "x y"}).encode()
         rejected = await send(bad, bank_signature(secret, bad))
         assert rejected.status_code == 400 and rejected.json()["error"]["param"] == "id"
+
+
+async def _notify(http, secret: str, note: dict) -> httpx.Response:
+    raw = json.dumps(note, separators=(",", ":")).encode()
+    return await http.post("/v1/vietqr/notifications", content=raw,
+                           headers={"Content-Type": "application/json", "X-Bank-Signature": bank_signature(secret, raw)})
+
+
+async def test_transfer_for_a_canceled_intent_is_flagged_and_refund_of_a_vietqr_payment(api_url, merchant, vnpay_env):
+    secret = vnpay_env["BANK_NOTIFY_SECRET"]
+    async with httpx.AsyncClient(base_url=api_url, headers=merchant.key_headers, timeout=30) as http:
+        def new(amount):
+            return http.post("/v1/payment_intents", json={"amount": amount, "currency": "vnd",
+                                                          "payment_method_types": ["vietqr"]})
+        gone = (await new(50000)).json()
+        assert (await http.post(f"/v1/payment_intents/{gone['id']}/cancel")).status_code == 200
+        note = {"id": f"FT{time.time_ns()}", "bank_bin": "970436", "account_no": "0451000123456", "amount": 50000,
+                "reference": gone["next_action"]["vietqr_display_qr_code"]["reference"], "description": "",
+                "transferred_at": "2025-07-01T07:32:10Z"}
+        assert (await _notify(http, secret, note)).json()["outcome"] == "late_payment"
+        assert (await _notify(http, secret, note)).json()["outcome"] == "duplicate"
+        assert (await http.get(f"/v1/payment_intents/{gone['id']}")).json()["status"] == "canceled"
+        flagged = (await http.get("/v1/balance/flagged_payments")).json()["data"]
+        assert [(f["kind"], f["amount"], f["payment_intent"]) for f in flagged] == [("late_payment", 50000, gone["id"])]
+
+        paid = (await new(100000)).json()
+        settle = {**note, "id": note["id"] + "P", "amount": 100000,
+                  "reference": paid["next_action"]["vietqr_display_qr_code"]["reference"]}
+        assert (await _notify(http, secret, settle)).json()["outcome"] == "succeeded"
+        first = await http.post("/v1/refunds", json={"payment_intent": paid["id"], "amount": 30000})
+        assert first.status_code == 200 and first.json()["status"] == "succeeded", first.text
+        rest = await http.post("/v1/refunds", json={"payment_intent": paid["id"]})
+        assert rest.status_code == 200 and rest.json()["amount"] == 70000
+        over = await http.post("/v1/refunds", json={"payment_intent": paid["id"], "amount": 1})
+        assert over.status_code == 400 and over.json()["error"]["param"] == "amount"
+        after = (await http.get(f"/v1/payment_intents/{paid['id']}")).json()
+        assert after["amount_received"] == 100000 and after["amount_refunded"] == 100000
+        ledger = (await http.get("/v1/balance_transactions", params={"payment_intent": paid["id"]})).json()["data"]
+        assert sorted(t["amount"] for t in ledger) == [-70000, -30000, 100000]
+        assert all(sum(e["amount"] for e in t["entries"]) == 0 for t in ledger)  # every transaction balances
+        assert (await http.get("/v1/balance")).json()["available"][0]["amount"] == 0
+        report = (await http.get("/v1/settlement_reports")).json()["data"]
+        assert sum(d["gross"] for d in report) == 100000 and sum(d["refunded"] for d in report) == 100000
+        assert report[0]["closing_balance"] == 0
