@@ -8,7 +8,7 @@ for the web pages.
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import structlog
@@ -68,10 +68,19 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         limits = httpx.Limits(max_connections=settings.upstream_max_connections,
                               max_keepalive_connections=settings.upstream_max_keepalive,
                               keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS)
-        transport = httpx.AsyncHTTPTransport(limits=limits, retries=0)
+        # One pool per upstream: a service that hangs fills its own pool, never the others'.
+        for upstream in upstreams.values():
+            upstream.transport = httpx.AsyncHTTPTransport(limits=limits, retries=0)
+        # Health checks and OpenAPI fetches have a small pool of their own.
+        transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=20, max_keepalive_connections=8,
+                                                                 keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS),
+                                             retries=0)
         mongo = connect(settings.mongodb_uri)
         client = httpx.AsyncClient(transport=transport, timeout=settings.upstream_timeout_seconds)
-        async with client:
+        async with AsyncExitStack() as pools:
+            for upstream in upstreams.values():
+                pools.push_async_callback(upstream.transport.aclose)
+            await pools.enter_async_context(client)
             app.state.http = client
             app.state.proxy = Proxy(transport, upstreams, retries=settings.upstream_retries,
                                     backoff_seconds=settings.upstream_retry_backoff_seconds,

@@ -1,7 +1,7 @@
 """Forwarding a `/v1/…` call to the service that owns it, bodies streamed both ways.
 
-One pooled keep-alive transport serves every upstream. Each upstream has its own timeouts and
-circuit breaker. Only GET/HEAD/OPTIONS are retried, and only when the connection could not be made
+Each upstream has its own pooled keep-alive transport (so a slow service that holds all of its
+connections cannot starve the others of theirs), its own timeouts and its own circuit breaker. Only GET/HEAD/OPTIONS are retried, and only when the connection could not be made
 (the request never reached the service); a write with an Idempotency-Key is the client's to retry,
 because the gateway cannot know whether the service applied it. An upstream that is down answers
 503 and one that is too slow 504, both in the common error shape, within the configured timeouts.
@@ -59,6 +59,8 @@ class Upstream:
     base_url: httpx.URL
     timeout: httpx.Timeout
     breaker: CircuitBreaker
+    # Its own connection pool; None shares the proxy's transport (tests with a scripted transport).
+    transport: httpx.AsyncBaseTransport | None = None
 
 
 def _connection_tokens(headers) -> set[bytes]:
@@ -165,7 +167,7 @@ class Proxy:
                 outgoing = httpx.Request(method, url, headers=headers, content=content,
                                          extensions={"timeout": timeout})
                 try:
-                    response = await self.transport.handle_async_request(outgoing)
+                    response = await (upstream.transport or self.transport).handle_async_request(outgoing)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     # Never reached the service: safe to try again for a read.
                     if attempt + 1 < attempts:
@@ -177,7 +179,8 @@ class Proxy:
                                 attempts=attempt + 1)
                     raise unavailable(upstream.name) from None
                 except httpx.PoolTimeout:
-                    # The gateway's own connection budget is spent; the upstream is not at fault.
+                    # This upstream's connection budget is spent (its calls are all in flight); the
+                    # other upstreams have their own.
                     raise UpstreamUnavailable("Cổng API đang quá tải / the gateway is overloaded",
                                               code="gateway_overloaded", upstream=upstream.name) from None
                 except httpx.TimeoutException as exc:

@@ -27,6 +27,7 @@ class GatewaySettings(CommonSettings):
     # Extra attempts for GET/HEAD/OPTIONS when the connection could not be made; never for writes.
     upstream_retries: int = Field(default=2, ge=0, le=5)
     upstream_retry_backoff_seconds: float = Field(default=0.05, ge=0)
+    # Per upstream: each service has its own pool, so one that hangs cannot take the others' connections.
     upstream_max_connections: int = Field(default=200, ge=1)
     upstream_max_keepalive: int = Field(default=50, ge=0)
     circuit_failure_threshold: int = Field(default=5, ge=1)

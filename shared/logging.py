@@ -53,7 +53,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1")
-        rid = incoming if _VALID_RID.match(incoming) else f"req_{ulid()}"
+        rid = incoming if _VALID_RID.fullmatch(incoming) else f"req_{ulid()}"
         token = _request_id.set(rid)
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()

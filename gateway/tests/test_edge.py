@@ -123,3 +123,35 @@ async def test_cors_lets_the_listed_origins_in_only(echo_upstream, start_gateway
     assert "access-control-allow-origin" not in denied.headers
     assert simple.headers["access-control-allow-origin"] == "https://quangtri.example"
     assert "x-request-id" in simple.headers["access-control-expose-headers"].lower()
+
+
+def _raw_get(port: int, path: str, request_id: bytes) -> bytes:
+    """A request written by hand: clients such as httpx refuse to send these header values at all."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\nX-Request-Id: " + request_id +
+                     b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+async def test_injected_or_overlong_request_ids_are_replaced_never_echoed(echo_upstream, start_gateway):
+    echo, server = echo_upstream
+    gw = start_gateway(**all_upstreams(server.url))
+    attempts = [b"r" * 129, b"r" * 10_000, b"req-1\r\n Set-Cookie: evil=1", b"req-2\rSet-Cookie: evil=2",
+                b"req-3\x00x", b"req-4\x1b[31m", b"req-5\xc3\xa9", b"req 6", b"req-7\"><script>"]
+    for attempt in attempts:
+        raw = await asyncio.to_thread(_raw_get, gw.port, "/v1/listings", attempt)
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        status = int(head.split(b" ", 2)[1])
+        assert status in (200, 400), (attempt, head)
+        assert b"evil" not in head and attempt not in head, (attempt, head)
+        if status == 200:
+            ids = [line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")[1:]
+                   if line.lower().startswith(b"x-request-id:")]
+            assert len(ids) == 1 and ids[0].startswith(b"req_"), (attempt, head)
+            body = raw.split(b"\r\n\r\n", 1)[1]
+            assert b"evil" not in body and attempt not in body, (attempt, body[:300])

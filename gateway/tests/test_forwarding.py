@@ -196,3 +196,25 @@ async def test_per_upstream_timeouts(echo_upstream, start_gateway):
         merchants = await client.get("/v1/products/slow/0.6")
     assert tourism.status_code == 200
     assert merchants.status_code == 504
+
+
+async def test_a_slow_upstream_does_not_hold_the_connections_of_the_others(start_gateway):
+    """Tourism hangs with every connection the gateway allows an upstream; merchants still answer at once."""
+    slow_echo, fast_echo = EchoUpstream("tourism"), EchoUpstream("merchants")
+    slow, fast = ServerThread(slow_echo.app()).start(), ServerThread(fast_echo.app()).start()
+    try:
+        gw = start_gateway(**{**all_upstreams(fast.url), "tourism_url": slow.url}, upstream_max_connections=4,
+                           upstream_timeout_seconds=10.0)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=30) as client:
+            stuck = [asyncio.create_task(client.get("/v1/listings/slow/2.5")) for _ in range(4)]
+            while slow_echo.hits["slow"] < 4:
+                await asyncio.sleep(0.02)
+            started = time.monotonic()
+            other = await client.get("/v1/products")
+            elapsed = time.monotonic() - started
+            assert [r.status_code for r in await asyncio.gather(*stuck)] == [200] * 4
+        assert other.status_code == 200 and other.json()["service"] == "merchants", other.text
+        assert elapsed < 1.0, elapsed
+    finally:
+        slow.stop()
+        fast.stop()
