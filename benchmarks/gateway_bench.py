@@ -31,27 +31,14 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from deploy.processes import ManagedProcess, free_port  # noqa: E402
-from shared.auth import TokenIssuer  # noqa: E402
+from deploy.processes import ManagedProcess, free_port, uvicorn_command  # noqa: E402
+from shared.auth import TokenIssuer, new_signing_key  # noqa: E402
 
 PATH = "/v1/listings"
 
 
 def _uvicorn(app: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--log-level", "warning"]
-
-
-def _keypair() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return private, public
+    return uvicorn_command(app, port) + ["--log-level", "warning"]
 
 
 def start_own(stack: ExitStack, run_dir: Path) -> tuple[str, str, str]:
@@ -61,7 +48,7 @@ def start_own(stack: ExitStack, run_dir: Path) -> tuple[str, str, str]:
 
     infra = start_infra(free_port(), free_port(), run_dir)
     stack.callback(infra.stop)
-    private, public = _keypair()
+    private, public = new_signing_key()
     common = {"APP_ENV": "local", "PYTHONPATH": str(ROOT), "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
               "MONGODB_URI": infra.mongodb_uri, "AUTH_PUBLIC_KEY_PEM": public, "LOG_LEVEL": "WARNING",
               "KAFKA_TOPIC_PREFIX": "bench."}

@@ -18,11 +18,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
-
 from deploy.infra import kafka_process, local_mongodb_uri, mongodb_process
-from deploy.processes import ManagedProcess, free_port, port_in_use
+from deploy.processes import ManagedProcess, free_port, port_in_use, uvicorn_command
+from shared.auth import new_signing_key, public_key_pem_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("merchants", "payments", "tourism", "insights")
@@ -97,22 +95,12 @@ class StackConfig:
 def _keypair(run_dir: Path) -> tuple[str, str]:
     """The local signing key for people's tokens, made once per run directory."""
     key_file = run_dir / "keys" / "auth_ed25519.pem"
-    if key_file.exists():
-        private = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-    else:
+    if not key_file.exists():
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        private = ed25519.Ed25519PrivateKey.generate()
-        key_file.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+        key_file.write_text(new_signing_key()[0])
         key_file.chmod(0o600)
-    public = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    return key_file.read_text(), public.decode()
-
-
-def _uvicorn(app: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1", "--port", str(port),
-            "--no-access-log", "--timeout-graceful-shutdown", "10"]
+    private = key_file.read_text()
+    return private, public_key_pem_of(private)
 
 
 class Stack:
@@ -193,16 +181,16 @@ class Stack:
                 self._add(mongodb_process(c.mongodb_port, c.run_dir / "mongodb-data", logs)) \
                     .wait_for_port(c.mongodb_port, timeout=60)
             emulator = self._add(ManagedProcess("vnpay-emulator",
-                                                _uvicorn("deploy.vnpay_emulator.app:create_app", c.emulator_port),
+                                                uvicorn_command("deploy.vnpay_emulator.app:create_app", c.emulator_port),
                                                 log_path=logs / "vnpay-emulator.log", env=self.emulator_env(),
                                                 cwd=ROOT))
-            services = [self._add(ManagedProcess(name, _uvicorn(f"services.{name}.app:create_app",
+            services = [self._add(ManagedProcess(name, uvicorn_command(f"services.{name}.app:create_app",
                                                                 c.service_ports[name]),
                                                  log_path=logs / f"{name}.log", env=self.service_env(name), cwd=ROOT))
                         for name in SERVICES]
             # --no-proxy-headers: a local client must not choose its own address (rate limits) by
             # sending X-Forwarded-For; behind a real load balancer TRUST_FORWARDED_HEADERS says so.
-            gateway = self._add(ManagedProcess("gateway", _uvicorn("gateway.app:create_app", c.gateway_port)
+            gateway = self._add(ManagedProcess("gateway", uvicorn_command("gateway.app:create_app", c.gateway_port)
                                                + ["--no-proxy-headers"],
                                                log_path=logs / "gateway.log", env=self.gateway_env(), cwd=ROOT))
             emulator.wait_for_http(f"{c.emulator_url}/readyz")

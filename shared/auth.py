@@ -90,6 +90,14 @@ class TokenIssuer:
         return jwt.encode(claims, self._key, algorithm=ALGORITHM)
 
 
+def new_signing_key() -> tuple[str, str]:
+    """A fresh Ed25519 key pair as (private PKCS8 PEM, public SubjectPublicKeyInfo PEM)."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    return private, public_key_pem_of(key)
+
+
 def public_key_pem_of(private_key: ed25519.Ed25519PrivateKey | str) -> str:
     """The SubjectPublicKeyInfo PEM that services verify with, from the private key (object or PEM)."""
     if isinstance(private_key, str):

@@ -27,11 +27,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from shared.auth import new_signing_key
 from shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -702,12 +702,7 @@ def test_the_emulator_shares_the_terminal_with_payments(compose):
 
 
 def _keys() -> tuple[str, str]:
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return private, public
+    return new_signing_key()
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from deploy.processes import free_port
-from shared.auth import TokenIssuer
+from shared.auth import TokenIssuer, new_signing_key
 
 
 @dataclass(frozen=True)
@@ -31,12 +29,7 @@ class KeyPair:
 
     @classmethod
     def generate(cls) -> KeyPair:
-        key = ed25519.Ed25519PrivateKey.generate()
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-        public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-        return cls(private, public)
+        return cls(*new_signing_key())
 
     def issuer(self) -> TokenIssuer:
         return TokenIssuer(self.private_pem)
