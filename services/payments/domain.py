@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Literal
 
-from shared.errors import InvalidRequest
+from shared.errors import Conflict, InvalidRequest
 
 PaymentMethod = Literal["vnpay", "vietqr"]
 PAYMENT_METHODS: tuple[str, ...] = ("vnpay", "vietqr")
@@ -192,3 +192,85 @@ def refund_entries(merchant_id: str, method: str, amount: int) -> list[Entry]:
 
 def balanced(entries: list[Entry]) -> bool:
     return sum(e.amount for e in entries) == 0 and all(e.amount != 0 for e in entries)
+
+
+# -- refunds held for review (VNPay's answer was lost: it may or may not have refunded) ----------------------
+
+REVIEW_OUTCOMES = ("succeeded", "failed")
+VNPAY_REFUNDED_STATUS = "06"  # querydr: VNPAY sent a refund of this payment to the bank
+
+_UNKNOWN_REASONS = {
+    "vnpay_transaction_not_found": "VNPay không tìm thấy giao dịch / VNPay does not find the payment",
+    "vnpay_payment_not_settled": "VNPay báo giao dịch gốc chưa thành công / VNPay reports the payment as not "
+                                 "successful",
+    "vnpay_refund_processing": "VNPay đang xử lý hoàn tiền / VNPay reports a refund still processing",
+    "vnpay_disagrees_with_records": "VNPay báo chưa hoàn tiền nhưng sổ ghi đã có hoàn tiền thành công / VNPay "
+                                    "reports no refund although a refund of this payment succeeded",
+    "other_refunds_in_doubt": "Một hoàn tiền khác của khoản này cũng chưa rõ kết quả / another refund of this "
+                              "payment has an unknown outcome too",
+    "vnpay_refund_total_unknown": "VNPay không cho biết đã hoàn bao nhiêu; khoản này có hoàn tiền khác / VNPay "
+                                  "does not report the amount refunded, and this payment has other refunds",
+    "vnpay_answer_unrecognised": "Không hiểu câu trả lời của VNPay / VNPay's answer is not recognised",
+}
+
+
+@dataclass(frozen=True)
+class RefundVerdict:
+    outcome: str | None  # "succeeded" | "failed"; None: VNPay's answer does not tell
+    reason: str
+
+    @property
+    def message(self) -> str:
+        return _UNKNOWN_REASONS.get(self.reason, self.reason)
+
+
+def judge_held_refund(*, found: bool, transaction_type: str, transaction_status: str, refund_amount: int,
+                      amount_received: int, others_succeeded: int, others_in_doubt: bool) -> RefundVerdict:
+    """Did a refund whose answer was lost reach VNPay? querydr reports only whether the payment has been
+    refunded (type 03 partly, 02 fully; status 06), never how much: that settles it only when no other
+    refund of the payment can explain what VNPay reports. `others_*`: this payment's other VNPay refunds,
+    read after the query (a refund is marked sent before it is sent)."""
+    if not found:
+        return RefundVerdict(None, "vnpay_transaction_not_found")
+    if transaction_type == "01":
+        if transaction_status != "00":
+            return RefundVerdict(None, "vnpay_payment_not_settled")
+        if others_succeeded:
+            return RefundVerdict(None, "vnpay_disagrees_with_records")
+        # Paid and never refunded at VNPay: this refund did not happen.
+        return RefundVerdict("failed", "vnpay_reports_no_refund")
+    if transaction_type not in ("02", "03"):
+        return RefundVerdict(None, "vnpay_answer_unrecognised")
+    if transaction_status != VNPAY_REFUNDED_STATUS:
+        return RefundVerdict(None, "vnpay_refund_processing")
+    if others_in_doubt:
+        return RefundVerdict(None, "other_refunds_in_doubt")
+    if transaction_type == "02" and others_succeeded + refund_amount == amount_received:
+        # Fully refunded, and only with this refund do our refunds add up to the whole payment.
+        return RefundVerdict("succeeded", "vnpay_reports_full_refund")
+    if transaction_type == "03" and others_succeeded == 0:
+        # Refunded in part, and no other refund of ours reached VNPay: this one did.
+        return RefundVerdict("succeeded", "vnpay_reports_refund")
+    return RefundVerdict(None, "vnpay_refund_total_unknown")
+
+
+def check_settled_outcome(status: str, wanted: str | None, refund_id: str) -> None:
+    """A reconcile call for a refund already settled: fine (idempotent) unless it asks for the other outcome."""
+    if wanted is not None and wanted != status:
+        raise Conflict(f"Hoàn tiền {refund_id} đã được xác định là {status} / refund {refund_id} is already "
+                       f"{status}", code="refund_already_settled", status=status)
+
+
+# -- flagged payments ---------------------------------------------------------------------------------------
+
+FLAG_OPEN = "refund_required"
+FLAG_RESOLVED = "resolved"
+FLAG_STATUSES = (FLAG_OPEN, FLAG_RESOLVED)
+FLAG_RESOLUTIONS = ("refunded_outside", "applied", "written_off")
+
+
+def check_flag_resolution(current: str | None, wanted: str, flag_id: str) -> None:
+    """Resolving a flagged payment again: fine with the same resolution, refused with another."""
+    if current is not None and current != wanted:
+        raise Conflict(f"Khoản {flag_id} đã được xử lý là {current} / flagged payment {flag_id} is already "
+                       f"resolved as {current}", code="flagged_payment_already_resolved", resolution=current)

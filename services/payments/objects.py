@@ -63,15 +63,31 @@ def payment_intent(intent: dict[str, Any], base_url: str) -> dict[str, Any]:
     }
 
 
-def refund(doc: dict[str, Any]) -> dict[str, Any]:
-    return {
+def refund(doc: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
+    shaped = {
         "id": doc["_id"], "object": "refund", "amount": doc["amount"], "charge": None,
         "created": unix(doc["created"]), "currency": domain.CURRENCY,
         "failure_reason": doc.get("failure_reason"), "livemode": False, "merchant": doc["merchant_id"],
         "metadata": doc.get("metadata", {}), "payment_intent": doc["payment_intent_id"],
         "payment_method": doc.get("payment_method"), "reason": doc.get("reason"),
         "status": doc["status"], "destination_details": doc.get("destination_details"),
+        # Set while the refund is held for people to decide (VNPay's answer was lost): not sent again by itself.
+        "review_reason": doc.get("review_reason"),
     }
+    if admin:
+        review = doc.get("review")
+        shaped["review"] = {**review, "resolved_at": unix(review["resolved_at"])} if review else None
+    return shaped
+
+
+def flagged_payment(doc: dict[str, Any], *, admin: bool = False) -> dict[str, Any]:
+    resolution = doc.get("resolution")
+    if resolution:
+        resolution = {k: v for k, v in resolution.items() if admin or k != "resolved_by"}
+        resolution["resolved_at"] = unix(resolution["resolved_at"])
+    return {"id": doc["_id"], "object": "flagged_payment", "kind": doc["kind"], "amount": doc["amount"],
+            "merchant": doc["merchant_id"], "payment_intent": doc["payment_intent_id"], "status": doc["status"],
+            "details": doc["details"], "created": unix(doc["created"]), "resolution": resolution}
 
 
 def event(doc: dict[str, Any]) -> dict[str, Any]:

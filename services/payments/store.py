@@ -397,14 +397,20 @@ async def claim_refund(db: AsyncDatabase, refund_id: str | None = None, lease: t
 
 
 async def finish_refund(tx: Transaction, refund: dict, *, succeeded: bool, details: dict,
-                        failure_reason: str | None, providers: Providers) -> dict | None:
+                        failure_reason: str | None, providers: Providers, review: dict | None = None) -> dict | None:
+    """Records a pending refund's outcome once; None if it was no longer pending. `review`: how a refund held
+    for review was settled (by whom, how, why); it then settles only a refund still held."""
     now = utcnow()
     status = "succeeded" if succeeded else "failed"
-    updated = await tx.db[REFUNDS].find_one_and_update(
-        {"_id": refund["_id"], "status": "pending"},
-        {"$set": {"status": status, "destination_details": details, "failure_reason": failure_reason,
-                  "finished_at": now}},
-        return_document=ReturnDocument.AFTER, session=tx.session)
+    query: dict[str, Any] = {"_id": refund["_id"], "status": "pending"}
+    update: dict[str, Any] = {"status": status, "destination_details": details, "failure_reason": failure_reason,
+                              "finished_at": now}
+    if review is not None:
+        query["review_reason"] = refund["review_reason"]
+        update.update(review={**review, "reason": refund["review_reason"], "outcome": status, "resolved_at": now},
+                      review_reason=None)
+    updated = await tx.db[REFUNDS].find_one_and_update(query, {"$set": update},
+                                                       return_document=ReturnDocument.AFTER, session=tx.session)
     if updated is None:
         return None
     fields = {"refund_id": updated["_id"], "payment_intent_id": updated["payment_intent_id"],
@@ -423,6 +429,36 @@ async def finish_refund(tx: Transaction, refund: dict, *, succeeded: bool, detai
         await record_event(tx, RefundFailed(**fields, failure_reason=failure_reason or "unknown"),
                            "refund.failed", objects.refund(updated), updated["merchant_id"])
     return updated
+
+
+async def other_vnpay_refunds(db: AsyncDatabase, refund: dict) -> tuple[int, bool]:
+    """The payment's other refunds as VNPay may know them: the amount that succeeded there, and whether any
+    other may have reached it without our knowing (pending and already sent)."""
+    others = await db[REFUNDS].find(
+        {"payment_intent_id": refund["payment_intent_id"], "_id": {"$ne": refund["_id"]}},
+        projection={"status": 1, "amount": 1, "sent_to_provider_at": 1, "review_reason": 1}).to_list(None)
+    succeeded = sum(r["amount"] for r in others if r["status"] == "succeeded")
+    in_doubt = any(r["status"] == "pending" and (r.get("sent_to_provider_at") or r.get("review_reason"))
+                   for r in others)
+    return succeeded, in_doubt
+
+
+# -- flagged payments ---------------------------------------------------------------------------------------
+
+async def resolve_flagged(tx: Transaction, flag_id: str, *, resolution: str, note: str, by: str) -> dict:
+    """Marks a flagged payment resolved once; again with the same resolution it answers it unchanged."""
+    updated = await tx.db[FLAGGED].find_one_and_update(
+        {"_id": flag_id, "status": domain.FLAG_OPEN},
+        {"$set": {"status": domain.FLAG_RESOLVED,
+                  "resolution": {"type": resolution, "note": note, "resolved_by": by, "resolved_at": utcnow()}}},
+        return_document=ReturnDocument.AFTER, session=tx.session)
+    if updated is not None:
+        return updated
+    current = await tx.db[FLAGGED].find_one({"_id": flag_id}, session=tx.session)
+    if current is None:
+        raise NotFound(f"Không tìm thấy khoản bị gắn cờ {flag_id} / No such flagged payment: '{flag_id}'", param="id")
+    domain.check_flag_resolution((current.get("resolution") or {}).get("type"), resolution, flag_id)
+    return current
 
 
 # -- ledger -------------------------------------------------------------------------------------------------

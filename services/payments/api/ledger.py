@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 
+from typing import Literal
+
 from fastapi import APIRouter, Request
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from shared.errors import NotFound
 from shared.service import RuntimeDep
 
 from services.payments import objects, store
-from services.payments.api.access import Caller, acting_for, scope
+from services.payments.api.access import Caller, acting_for, require_admin, scope
 from services.payments.api.deps import list_object
 from services.payments.api.params import ListParams, Params
-from services.payments.api.requests import parse, query_params
+from services.payments.api.requests import body_params, parse, query_params
 
 router = APIRouter(tags=["ledger"])
 
@@ -83,15 +85,33 @@ async def settlement_reports(request: Request, runtime: RuntimeDep, principal: C
     return list_object("/v1/settlement_reports", data, False)
 
 
+class ListFlagged(ListParams):
+    status: Literal["refund_required", "resolved"] | None = None
+
+
+class ResolveFlagged(Params):
+    resolution: Literal["refunded_outside", "applied", "written_off"]
+    note: str = Field(min_length=1, max_length=1000)
+
+
 @router.get("/v1/balance/flagged_payments",
             summary="Money received that could not settle an intent (wrong amount, too late, unmatched): to refund")
 async def flagged_payments(request: Request, runtime: RuntimeDep, principal: Caller):
-    q = parse(ListParams, query_params(request))
+    q = parse(ListFlagged, query_params(request))
     merchant_id = scope(principal, q.merchant)
-    query = {"merchant_id": merchant_id} if merchant_id else {}
+    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    if q.status:
+        query["status"] = q.status
     docs, more = await store.page(runtime.db, store.FLAGGED, query, limit=q.limit,
                                   starting_after=q.starting_after, ending_before=q.ending_before)
-    data = [{"id": d["_id"], "object": "flagged_payment", "kind": d["kind"], "amount": d["amount"],
-             "merchant": d["merchant_id"], "payment_intent": d["payment_intent_id"], "status": d["status"],
-             "details": d["details"], "created": objects.unix(d["created"])} for d in docs]
+    data = [objects.flagged_payment(d, admin=principal.role == "admin") for d in docs]
     return list_object("/v1/balance/flagged_payments", data, more)
+
+
+@router.post("/v1/balance/flagged_payments/{flag_id}/resolve", summary="Admin: mark a flagged payment resolved")
+async def resolve_flagged(flag_id: str, request: Request, runtime: RuntimeDep, principal: Caller):
+    require_admin(principal)
+    body = parse(ResolveFlagged, await body_params(request))
+    doc = await runtime.outbox.transaction(lambda tx: store.resolve_flagged(
+        tx, flag_id, resolution=body.resolution, note=body.note, by=principal.subject))
+    return objects.flagged_payment(doc, admin=True)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.errors import NotFound
 from shared.service import RuntimeDep
 
 from services.payments import objects, refunds, store
-from services.payments.api.access import Caller, scope
+from services.payments.api.access import Caller, require_admin, scope
 from services.payments.api.deps import ProvidersDep, list_object
 from services.payments.api.idempotency import run_once
 from services.payments.api.params import Amount, ListParams, Metadata, Params
@@ -25,6 +25,18 @@ class CreateRefund(Params):
     amount: Amount | None = None
     reason: Literal["duplicate", "fraudulent", "requested_by_customer"] | None = None
     metadata: Metadata = Field(default_factory=dict)
+
+
+class ReconcileRefund(Params):
+    # Absent: ask VNPay (querydr). Given: VNPay's support confirmed it; the note says how.
+    outcome: Literal["succeeded", "failed"] | None = None
+    note: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="after")
+    def _note_with_outcome(self):
+        if self.outcome is not None and not self.note:
+            raise ValueError("cần ghi chú khi nêu kết quả / note is required with outcome")
+        return self
 
 
 class ListRefunds(ListParams):
@@ -66,4 +78,14 @@ async def retrieve(refund_id: str, runtime: RuntimeDep, principal: Caller):
     doc = await runtime.db[store.REFUNDS].find_one(query)
     if doc is None:
         raise NotFound(f"Không tìm thấy hoàn tiền {refund_id} / No such refund: '{refund_id}'", param="id")
-    return objects.refund(doc)
+    return objects.refund(doc, admin=principal.role == "admin")
+
+
+@router.post("/{refund_id}/reconcile", summary="Admin: settle a refund held for review (querydr or a stated outcome)")
+async def reconcile(refund_id: str, request: Request, runtime: RuntimeDep, principal: Caller,
+                    providers: ProvidersDep):
+    require_admin(principal)
+    body = parse(ReconcileRefund, await body_params(request))
+    refund = await refunds.reconcile_held(runtime.db, runtime.outbox, providers, refund_id, by=principal.subject,
+                                          outcome=body.outcome, note=body.note)
+    return objects.refund(refund, admin=True)
