@@ -54,6 +54,8 @@ class ServiceDefinition:
     handlers: EventHandlers | None = None
     ensure_indexes: IndexSetup | None = None
     jobs: Sequence[PeriodicJob] = ()
+    # Clients the service made for outside systems (VNPay, webhooks), closed after the jobs stop.
+    on_shutdown: Sequence[Callable[[], Awaitable[None]]] = ()
     version: str = "1.0.0"
     openapi_tags: list[dict] = field(default_factory=list)
 
@@ -111,6 +113,8 @@ class Runtime:
         await self.relay.stop()
         await self.producer.stop()
         await self.client.close()
+        for close in self.definition.on_shutdown:
+            await close()
 
     async def _every(self, job: PeriodicJob) -> None:
         while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import httpx
@@ -74,17 +73,8 @@ def create_app(settings: PaymentsSettings | None = None) -> FastAPI:
         jobs=(PeriodicJob("webhooks", settings.webhook_poll_seconds, deliver_webhooks),
               PeriodicJob("reconciliation", settings.reconcile_every_seconds, reconcile),
               PeriodicJob("refunds", settings.refund_worker_seconds, send_refunds)),
+        on_shutdown=(webhook_http.aclose, vnpay.close),
     )
     app = create_service_app(definition, settings)
     app.state.providers = providers
-    service_lifespan = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        async with service_lifespan(app) as state:
-            yield state
-        await webhook_http.aclose()
-        await vnpay.close()
-
-    app.router.lifespan_context = lifespan
     return app
