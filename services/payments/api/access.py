@@ -66,6 +66,12 @@ def scope(principal: Principal, requested: str | None) -> str | None:
     return principal.merchant_id
 
 
+def owned_by(principal: Principal, requested: str | None = None) -> dict:
+    """The Mongo filter for what `scope` lets this caller read: its merchant's objects, or everything."""
+    merchant_id = scope(principal, requested)
+    return {"merchant_id": merchant_id} if merchant_id else {}
+
+
 def acting_for(principal: Principal, requested: str | None) -> str:
     """The merchant a write acts for: a merchant itself; an admin must say which one."""
     if principal.role == "admin":

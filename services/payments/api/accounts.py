@@ -12,8 +12,8 @@ from shared.errors import Forbidden, NotFound
 from shared.service import RuntimeDep
 
 from services.payments import objects, store
-from services.payments.api.access import Caller, acting_for, require_admin, scope
-from services.payments.api.deps import ProvidersDep, list_object
+from services.payments.api.access import Caller, acting_for, owned_by, require_admin
+from services.payments.api.deps import ProvidersDep, list_page
 from services.payments.api.params import ListParams, Params
 from services.payments.api.requests import body_params, parse, query_params
 
@@ -46,18 +46,14 @@ async def open_account(request: Request, runtime: RuntimeDep, principal: Caller,
 @router.get("/v1/accounts", summary="Payment accounts (a merchant sees its own)")
 async def list_accounts(request: Request, runtime: RuntimeDep, principal: Caller, providers: ProvidersDep):
     q = parse(ListParams, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query = {"merchant_id": merchant_id} if merchant_id else {}
-    docs, more = await store.page(runtime.db, store.ACCOUNTS, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object("/v1/accounts", [objects.account(d, providers.base_url) for d in docs], more)
+    query: dict = owned_by(principal, q.merchant)
+    return await list_page(runtime.db, store.ACCOUNTS, query, q, "/v1/accounts",
+                           lambda d: objects.account(d, providers.base_url))
 
 
 @router.get("/v1/accounts/{account_id}", summary="Retrieve a payment account")
 async def retrieve_account(account_id: str, runtime: RuntimeDep, principal: Caller, providers: ProvidersDep):
-    merchant_id = scope(principal, None)
-    doc = await runtime.db[store.ACCOUNTS].find_one({"_id": account_id, **({"merchant_id": merchant_id}
-                                                                           if merchant_id else {})})
+    doc = await runtime.db[store.ACCOUNTS].find_one({"_id": account_id, **owned_by(principal)})
     if doc is None:
         raise NotFound(f"Không tìm thấy tài khoản {account_id} / No such account: '{account_id}'", param="id")
     return objects.account(doc, providers.base_url)

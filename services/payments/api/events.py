@@ -10,8 +10,8 @@ from shared.errors import NotFound
 from shared.service import RuntimeDep
 
 from services.payments import objects, store
-from services.payments.api.access import Caller, scope
-from services.payments.api.deps import list_object
+from services.payments.api.access import Caller, owned_by
+from services.payments.api.deps import list_page
 from services.payments.api.params import ListParams
 from services.payments.api.requests import parse, query_params
 
@@ -26,22 +26,18 @@ class ListEvents(ListParams):
 @router.get("", summary="List events, newest first")
 async def list_events(request: Request, runtime: RuntimeDep, principal: Caller):
     q = parse(ListEvents, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    query: dict = owned_by(principal, q.merchant)
     if q.type:
         # Stripe's wildcard: `payment_intent.*`
         query["type"] = {"$regex": "^" + re.escape(q.type[:-1])} if q.type.endswith("*") else q.type
     elif q.types:
         query["type"] = {"$in": q.types}
-    docs, more = await store.page(runtime.db, store.EVENTS, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object("/v1/events", [objects.event(d) for d in docs], more)
+    return await list_page(runtime.db, store.EVENTS, query, q, "/v1/events", objects.event)
 
 
 @router.get("/{event_id}", summary="Retrieve an event")
 async def retrieve(event_id: str, runtime: RuntimeDep, principal: Caller):
-    merchant_id = scope(principal, None)
-    query = {"_id": event_id, **({"merchant_id": merchant_id} if merchant_id else {})}
+    query = {"_id": event_id, **owned_by(principal)}
     doc = await runtime.db[store.EVENTS].find_one(query)
     if doc is None:
         raise NotFound(f"Không tìm thấy sự kiện {event_id} / No such event: '{event_id}'", param="id")

@@ -13,8 +13,8 @@ from shared.errors import NotFound
 from shared.service import RuntimeDep
 
 from services.payments import objects, store
-from services.payments.api.access import Caller, acting_for, require_admin, scope
-from services.payments.api.deps import list_object
+from services.payments.api.access import Caller, acting_for, owned_by, require_admin
+from services.payments.api.deps import list_object, list_page
 from services.payments.api.params import ListParams, Params
 from services.payments.api.requests import body_params, parse, query_params
 
@@ -42,21 +42,17 @@ class ListTransactions(ListParams):
 @router.get("/v1/balance_transactions", summary="Ledger transactions (captures and refunds), newest first")
 async def list_transactions(request: Request, runtime: RuntimeDep, principal: Caller):
     q = parse(ListTransactions, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    query: dict = owned_by(principal, q.merchant)
     if q.payment_intent:
         query["payment_intent_id"] = q.payment_intent
     if q.type:
         query["kind"] = {"charge": "capture", "refund": "refund"}.get(q.type, q.type)
-    docs, more = await store.page(runtime.db, store.LEDGER, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object("/v1/balance_transactions", [objects.balance_transaction(d) for d in docs], more)
+    return await list_page(runtime.db, store.LEDGER, query, q, "/v1/balance_transactions", objects.balance_transaction)
 
 
 @router.get("/v1/balance_transactions/{txn_id}", summary="Retrieve a ledger transaction")
 async def retrieve_transaction(txn_id: str, runtime: RuntimeDep, principal: Caller):
-    merchant_id = scope(principal, None)
-    doc = await runtime.db[store.LEDGER].find_one({"_id": txn_id, **({"merchant_id": merchant_id} if merchant_id else {})})
+    doc = await runtime.db[store.LEDGER].find_one({"_id": txn_id, **owned_by(principal)})
     if doc is None:
         raise NotFound(f"Không tìm thấy giao dịch {txn_id} / No such balance transaction: '{txn_id}'", param="id")
     return objects.balance_transaction(doc)
@@ -98,14 +94,12 @@ class ResolveFlagged(Params):
             summary="Money received that could not settle an intent (wrong amount, too late, unmatched): to refund")
 async def flagged_payments(request: Request, runtime: RuntimeDep, principal: Caller):
     q = parse(ListFlagged, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    query: dict = owned_by(principal, q.merchant)
     if q.status:
         query["status"] = q.status
-    docs, more = await store.page(runtime.db, store.FLAGGED, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    data = [objects.flagged_payment(d, admin=principal.role == "admin") for d in docs]
-    return list_object("/v1/balance/flagged_payments", data, more)
+    admin = principal.role == "admin"
+    return await list_page(runtime.db, store.FLAGGED, query, q, "/v1/balance/flagged_payments",
+                           lambda d: objects.flagged_payment(d, admin=admin))
 
 
 @router.post("/v1/balance/flagged_payments/{flag_id}/resolve", summary="Admin: mark a flagged payment resolved")

@@ -13,8 +13,8 @@ from shared.errors import InvalidRequest
 from shared.service import RuntimeDep
 
 from services.payments import domain, objects, store
-from services.payments.api.access import Caller, acting_for, scope
-from services.payments.api.deps import ProvidersDep, list_object
+from services.payments.api.access import Caller, acting_for, owned_by, scope
+from services.payments.api.deps import ProvidersDep, list_page
 from services.payments.api.idempotency import run_once
 from services.payments.api.params import Amount, ListParams, Metadata, Params, check_metadata_size
 from services.payments.api.requests import body_params, client_ip, parse, query_params
@@ -93,11 +93,9 @@ async def create(request: Request, runtime: RuntimeDep, principal: Caller, provi
 @router.get("", summary="List PaymentIntents, newest first")
 async def list_intents(request: Request, runtime: RuntimeDep, principal: Caller, providers: ProvidersDep):
     q = parse(ListParams, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query = {"merchant_id": merchant_id} if merchant_id else {}
-    docs, more = await store.page(runtime.db, store.INTENTS, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object("/v1/payment_intents", [objects.payment_intent(d, providers.base_url) for d in docs], more)
+    query: dict = owned_by(principal, q.merchant)
+    return await list_page(runtime.db, store.INTENTS, query, q, "/v1/payment_intents",
+                           lambda d: objects.payment_intent(d, providers.base_url))
 
 
 @router.get("/{intent_id}", summary="Retrieve a PaymentIntent")

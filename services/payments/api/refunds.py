@@ -11,8 +11,8 @@ from shared.errors import NotFound
 from shared.service import RuntimeDep
 
 from services.payments import objects, refunds, store
-from services.payments.api.access import Caller, require_admin, scope
-from services.payments.api.deps import ProvidersDep, list_object
+from services.payments.api.access import Caller, owned_by, require_admin, scope
+from services.payments.api.deps import ProvidersDep, list_page
 from services.payments.api.idempotency import run_once
 from services.payments.api.params import Amount, ListParams, Metadata, Params
 from services.payments.api.requests import body_params, parse, query_params
@@ -62,19 +62,15 @@ async def create(request: Request, runtime: RuntimeDep, principal: Caller, provi
 @router.get("", summary="List refunds, newest first")
 async def list_refunds(request: Request, runtime: RuntimeDep, principal: Caller):
     q = parse(ListRefunds, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query: dict = {"merchant_id": merchant_id} if merchant_id else {}
+    query: dict = owned_by(principal, q.merchant)
     if q.payment_intent:
         query["payment_intent_id"] = q.payment_intent
-    docs, more = await store.page(runtime.db, store.REFUNDS, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object("/v1/refunds", [objects.refund(d) for d in docs], more)
+    return await list_page(runtime.db, store.REFUNDS, query, q, "/v1/refunds", objects.refund)
 
 
 @router.get("/{refund_id}", summary="Retrieve a refund")
 async def retrieve(refund_id: str, runtime: RuntimeDep, principal: Caller):
-    merchant_id = scope(principal, None)
-    query = {"_id": refund_id, **({"merchant_id": merchant_id} if merchant_id else {})}
+    query = {"_id": refund_id, **owned_by(principal)}
     doc = await runtime.db[store.REFUNDS].find_one(query)
     if doc is None:
         raise NotFound(f"Không tìm thấy hoàn tiền {refund_id} / No such refund: '{refund_id}'", param="id")

@@ -13,8 +13,8 @@ from shared.ids import new_id
 from shared.service import RuntimeDep
 
 from services.payments import objects, store, webhooks
-from services.payments.api.access import Caller, acting_for, scope
-from services.payments.api.deps import list_object
+from services.payments.api.access import Caller, acting_for, owned_by
+from services.payments.api.deps import list_page
 from services.payments.api.idempotency import run_once
 from services.payments.api.params import ListParams, Metadata, Params, check_metadata_size
 from services.payments.api.requests import body_params, parse, query_params
@@ -55,8 +55,7 @@ def check_url(url: str, production: bool) -> str:
 
 
 async def find(runtime, endpoint_id: str, principal) -> dict:
-    merchant_id = scope(principal, None)
-    query = {"_id": endpoint_id, **({"merchant_id": merchant_id} if merchant_id else {})}
+    query = {"_id": endpoint_id, **owned_by(principal)}
     doc = await runtime.db[store.ENDPOINTS].find_one(query)
     if doc is None:
         raise NotFound(f"Không tìm thấy webhook {endpoint_id} / No such webhook endpoint: '{endpoint_id}'",
@@ -84,11 +83,8 @@ async def create(request: Request, runtime: RuntimeDep, principal: Caller):
 @router.get("", summary="List webhook endpoints")
 async def list_endpoints(request: Request, runtime: RuntimeDep, principal: Caller):
     q = parse(ListParams, query_params(request))
-    merchant_id = scope(principal, q.merchant)
-    query = {"merchant_id": merchant_id} if merchant_id else {}
-    docs, more = await store.page(runtime.db, store.ENDPOINTS, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object("/v1/webhook_endpoints", [objects.webhook_endpoint(d) for d in docs], more)
+    query: dict = owned_by(principal, q.merchant)
+    return await list_page(runtime.db, store.ENDPOINTS, query, q, "/v1/webhook_endpoints", objects.webhook_endpoint)
 
 
 @router.get("/{endpoint_id}", summary="Retrieve a webhook endpoint")
@@ -135,7 +131,5 @@ async def deliveries(endpoint_id: str, request: Request, runtime: RuntimeDep, pr
     query: dict = {"endpoint_id": endpoint_id}
     if q.status:
         query["status"] = q.status
-    docs, more = await store.page(runtime.db, store.DELIVERIES, query, limit=q.limit,
-                                  starting_after=q.starting_after, ending_before=q.ending_before)
-    return list_object(f"/v1/webhook_endpoints/{endpoint_id}/deliveries",
-                       [objects.webhook_delivery(d) for d in docs], more)
+    return await list_page(runtime.db, store.DELIVERIES, query, q, f"/v1/webhook_endpoints/{endpoint_id}/deliveries",
+                           objects.webhook_delivery)
