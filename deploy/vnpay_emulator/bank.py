@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-
-from .emulator import BODY_KEEP_CHARS, VN_TZ, Delivery, Emulator, utc_iso
+from .emulator import VN_TZ, Delivery, Emulator, send_attempt, utc_iso
 from .emvco import EmvcoError, parse_vietqr
 from .signing import bank_signature_header
 
@@ -125,19 +123,10 @@ class Bank:
             "url": self.emulator.bank_notify_url, "signature": signature, "status_code": None, "body": None, "error": None, "retry": True,
         }
         assert self.emulator.http is not None, "the emulator's HTTP client starts with the app"
-        try:
-            response = await self.emulator.http.post(
-                self.emulator.bank_notify_url,
-                content=transfer.raw_body,
-                headers={"Content-Type": "application/json; charset=utf-8", SIGNATURE_HEADER: signature},
-            )
-        except httpx.TimeoutException:
-            attempt["error"] = "timeout"
+        response = await send_attempt(attempt, self.emulator.http.post(
+            self.emulator.bank_notify_url, content=transfer.raw_body,
+            headers={"Content-Type": "application/json; charset=utf-8", SIGNATURE_HEADER: signature}))
+        if response is None:
             return attempt
-        except httpx.HTTPError as exc:
-            attempt["error"] = f"{type(exc).__name__}: {exc}"
-            return attempt
-        attempt["status_code"] = response.status_code
-        attempt["body"] = response.text[:BODY_KEEP_CHARS]
         attempt["retry"] = not response.is_success
         return attempt

@@ -30,6 +30,21 @@ DEFAULT_PAYMENT_WINDOW = timedelta(minutes=15)
 IPN_FINAL_RSP_CODES = frozenset({"00", "02"})
 BODY_KEEP_CHARS = 1000
 
+
+async def send_attempt(attempt: dict[str, Any], request: Coroutine[Any, Any, httpx.Response]) -> httpx.Response | None:
+    """Send one delivery (IPN or bank notification) and record its outcome in `attempt`; None if no answer."""
+    try:
+        response = await request
+    except httpx.TimeoutException:
+        attempt["error"] = "timeout"
+        return None
+    except httpx.HTTPError as exc:
+        attempt["error"] = f"{type(exc).__name__}: {exc}"
+        return None
+    attempt["status_code"] = response.status_code
+    attempt["body"] = response.text[:BODY_KEEP_CHARS]
+    return response
+
 REQUIRED_PAY_FIELDS = (
     "vnp_Version", "vnp_Command", "vnp_TmnCode", "vnp_Amount", "vnp_CurrCode", "vnp_TxnRef",
     "vnp_OrderInfo", "vnp_OrderType", "vnp_Locale", "vnp_ReturnUrl", "vnp_IpAddr", "vnp_CreateDate",
@@ -478,16 +493,9 @@ class Emulator:
             "error": None, "retry": True,
         }
         assert self.http is not None, "the emulator's HTTP client starts with the app"
-        try:
-            response = await self.http.get(url)
-        except httpx.TimeoutException:
-            attempt["error"] = "timeout"
+        response = await send_attempt(attempt, self.http.get(url))
+        if response is None:
             return attempt
-        except httpx.HTTPError as exc:
-            attempt["error"] = f"{type(exc).__name__}: {exc}"
-            return attempt
-        attempt["status_code"] = response.status_code
-        attempt["body"] = response.text[:BODY_KEEP_CHARS]
         try:
             answer = json.loads(response.text)
         except ValueError:
